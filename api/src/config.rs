@@ -1,0 +1,115 @@
+//! API settings from `FACECRAFT_*` environment variables (or flags); validated at start.
+
+use clap::Parser;
+use facecraft_shared::config::{QueueSettings, RedisSettings, S3Settings};
+
+/// Facecraft HTTP API.
+#[derive(Clone, Parser)]
+#[command(name = "facecraft-api", version, about)]
+pub struct Settings {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "FACECRAFT_API_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// Largest accepted upload (and JSON body), in bytes.
+    #[arg(long, env = "FACECRAFT_MAX_UPLOAD_BYTES", default_value_t = 20 * 1024 * 1024)]
+    pub max_upload_bytes: usize,
+    /// Time limit of one request, in seconds.
+    #[arg(long, env = "FACECRAFT_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+    /// How long in-flight requests may take to finish after SIGTERM, in seconds.
+    #[arg(long, env = "FACECRAFT_SHUTDOWN_TIMEOUT_SECS", default_value_t = 20)]
+    pub shutdown_timeout_secs: u64,
+    /// API keys as comma-separated `tenant:key` pairs. Unset: no authentication, every request
+    /// acts as tenant `default` (a warning is logged at start).
+    #[arg(long, env = "FACECRAFT_API_KEYS", hide_env_values = true)]
+    pub api_keys: Option<String>,
+    /// Buckets jobs may read input from, comma-separated, besides FACECRAFT_S3_BUCKET.
+    #[arg(long, env = "FACECRAFT_ALLOWED_BUCKETS", value_delimiter = ',')]
+    pub allowed_buckets: Vec<String>,
+    #[command(flatten)]
+    pub redis: RedisSettings,
+    #[command(flatten)]
+    pub s3: S3Settings,
+    #[command(flatten)]
+    pub queue: QueueSettings,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("addr", &self.addr)
+            .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("shutdown_timeout_secs", &self.shutdown_timeout_secs)
+            .field("api_keys", &self.api_keys.as_ref().map(|_| "<redacted>"))
+            .field("allowed_buckets", &self.allowed_buckets)
+            .field("redis", &self.redis)
+            .field("s3", &self.s3)
+            .field("queue", &self.queue)
+            .finish()
+    }
+}
+
+/// One configured API key.
+#[derive(Clone)]
+pub struct ApiKey {
+    pub tenant: String,
+    pub key: String,
+}
+
+impl Settings {
+    pub fn validate(&self) -> Result<(), String> {
+        self.redis.validate()?;
+        self.s3.validate()?;
+        self.queue.validate()?;
+        self.addr
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| format!("FACECRAFT_API_ADDR `{}`: {e}", self.addr))?;
+        if self.max_upload_bytes < 1024 {
+            return Err("FACECRAFT_MAX_UPLOAD_BYTES must be at least 1024".into());
+        }
+        if self.request_timeout_secs == 0 {
+            return Err("FACECRAFT_REQUEST_TIMEOUT_SECS must be at least 1".into());
+        }
+        for b in &self.allowed_buckets {
+            facecraft_shared::job::validate_bucket(b)
+                .map_err(|e| format!("FACECRAFT_ALLOWED_BUCKETS: {e}"))?;
+        }
+        self.keys()?;
+        Ok(())
+    }
+
+    /// Parses `FACECRAFT_API_KEYS`.
+    pub fn keys(&self) -> Result<Vec<ApiKey>, String> {
+        let Some(raw) = self.api_keys.as_deref() else {
+            return Ok(Vec::new());
+        };
+        let mut keys = Vec::new();
+        for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (tenant, key) = pair
+                .split_once(':')
+                .ok_or("FACECRAFT_API_KEYS entries must be tenant:key")?;
+            let tenant_ok = !tenant.is_empty()
+                && tenant.len() <= 64
+                && tenant
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !tenant_ok {
+                return Err(format!(
+                    "FACECRAFT_API_KEYS: tenant `{tenant}` must be 1-64 of [A-Za-z0-9_-]"
+                ));
+            }
+            if key.len() < 16 {
+                return Err(format!("FACECRAFT_API_KEYS: the key of tenant `{tenant}` is shorter than 16 characters"));
+            }
+            keys.push(ApiKey {
+                tenant: tenant.to_owned(),
+                key: key.to_owned(),
+            });
+        }
+        if keys.is_empty() {
+            return Err("FACECRAFT_API_KEYS is set but holds no tenant:key pair".into());
+        }
+        Ok(keys)
+    }
+}

@@ -1,0 +1,128 @@
+//! Facecraft's HTTP API: accepts jobs, stores uploads in S3, enqueues jobs on Redis Streams
+//! and serves their status. It never touches pixels; workers do.
+
+pub mod config;
+pub mod error;
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use facecraft_shared::queue::Queue;
+use facecraft_shared::store::ObjectStore;
+use tokio::net::TcpListener;
+
+pub use config::Settings;
+
+/// What every handler sees.
+pub(crate) struct AppState {
+    pub queue: Queue,
+    pub store: ObjectStore,
+    pub keys: Vec<config::ApiKey>,
+    pub allowed_buckets: Vec<String>,
+    pub max_upload_bytes: usize,
+}
+
+/// A bound, not yet serving, API server. Tests build it on port 0 and read `port()`.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    shutdown_timeout: Duration,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings
+            .validate()
+            .map_err(anyhow::Error::msg)
+            .context("invalid configuration")?;
+        let keys = settings.keys().map_err(anyhow::Error::msg)?;
+        if keys.is_empty() {
+            tracing::warn!("FACECRAFT_API_KEYS is not set: authentication is off and every request acts as tenant `default`");
+        }
+        let queue =
+            Queue::new(&settings.redis, &settings.queue).context("building the redis pool")?;
+        let store = ObjectStore::new(&settings.s3)
+            .await
+            .context("building the S3 client")?;
+        let mut allowed_buckets = settings.allowed_buckets.clone();
+        allowed_buckets.push(settings.s3.bucket.clone());
+        let state = Arc::new(AppState {
+            queue,
+            store,
+            keys,
+            allowed_buckets,
+            max_upload_bytes: settings.max_upload_bytes,
+        });
+        let router = routes::router(state, &settings);
+        let listener = TcpListener::bind(&settings.addr)
+            .await
+            .with_context(|| format!("binding {}", settings.addr))?;
+        Ok(Self {
+            listener,
+            router,
+            shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish (bounded).
+    pub async fn run_until<F>(self, shutdown: F) -> anyhow::Result<()>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let grace = self.shutdown_timeout;
+        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = tx.send(());
+        });
+        let serve = tokio::spawn(async move { serve.await });
+        tokio::select! {
+            res = serve => res.context("server task")?.context("serving")?,
+            () = async move {
+                if rx.await.is_ok() {
+                    tokio::time::sleep(grace).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            } => tracing::warn!("shutdown timeout reached with requests still open"),
+        }
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,629 @@
+//! HTTP routes of `/v1` plus health endpoints.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use facecraft_shared::job::{
+    default_output_prefix, now_ms, validate_bucket, validate_key, validate_prefix, Format, Job,
+    JobId, JobParams, JobState, JobStatus, ObjectRef, OutputSpec,
+};
+use facecraft_shared::queue::{CancelOutcome, Enqueued};
+use facecraft_shared::ErrorCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::AppState;
+
+type Shared = Arc<AppState>;
+
+pub(crate) fn router(state: Shared, settings: &Settings) -> Router {
+    // Multipart framing adds a little on top of the file itself.
+    let body_limit = settings.max_upload_bytes + 64 * 1024;
+    Router::new()
+        .route("/v1/jobs", post(create_job))
+        .route("/v1/jobs/{id}", get(get_job).delete(cancel_job))
+        .route("/v1/jobs/{id}/result/{format}", get(get_result))
+        .route("/v1/uploads", post(create_upload))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(|| async { ApiError::not_found("route") })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(settings.request_timeout_secs),
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                "handler panicked",
+            )
+            .into_response()
+        }))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// The tenant a request acts for.
+fn tenant(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    if state.keys.is_empty() {
+        return Ok("default".to_owned());
+    }
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .map(str::trim);
+    let Some(presented) = presented else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "send an API key as `Authorization: Bearer <key>` or `X-API-Key`",
+        ));
+    };
+    // Compare against every key without stopping early, so timing reveals nothing.
+    let mut found = None;
+    for k in &state.keys {
+        if constant_time_eq(k.key.as_bytes(), presented.as_bytes()) {
+            found = Some(k.tenant.clone());
+        }
+    }
+    found.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "unknown API key",
+        )
+    })
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0xff);
+        diff |= usize::from(x ^ y);
+    }
+    diff == 0
+}
+
+/// JSON body of `POST /v1/jobs`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobRequest {
+    input: InputRef,
+    #[serde(default)]
+    params: JobParams,
+    #[serde(default)]
+    output: Option<OutputRequest>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InputRef {
+    #[serde(default)]
+    bucket: Option<String>,
+    key: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutputRequest {
+    #[serde(default)]
+    bucket: Option<String>,
+    #[serde(default)]
+    prefix: Option<String>,
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::bad_request(ErrorCode::InvalidRequest, message)
+}
+
+fn check_bucket(state: &AppState, bucket: &str) -> Result<(), ApiError> {
+    validate_bucket(bucket).map_err(invalid)?;
+    if !state.allowed_buckets.iter().any(|b| b == bucket) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::InvalidRequest,
+            format!("bucket `{bucket}` is not allowed"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_idempotency_key(key: &str) -> Result<(), ApiError> {
+    let ok = (1..=128).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "idempotency key must be 1-128 printable ASCII characters",
+        ))
+    }
+}
+
+async fn create_job(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers)?;
+    let header_idem = headers
+        .get("idempotency-key")
+        .map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| invalid("Idempotency-Key is not ASCII"))
+        })
+        .transpose()?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let id = JobId::new();
+    let (input, params, output, body_idem) = if content_type.starts_with("application/json") {
+        let body = Bytes::from_request(req, &())
+            .await
+            .map_err(|e| body_error(e.status(), e.body_text()))?;
+        let r: JobRequest = serde_json::from_slice(&body).map_err(|e| json_error(&e))?;
+        let bucket = r
+            .input
+            .bucket
+            .unwrap_or_else(|| state.store.bucket().to_owned());
+        (
+            ObjectRef {
+                bucket,
+                key: r.input.key,
+            },
+            r.params,
+            r.output,
+            r.idempotency_key,
+        )
+    } else if content_type.starts_with("multipart/form-data") {
+        let multipart = Multipart::from_request(req, &())
+            .await
+            .map_err(|e| body_error(e.status(), e.body_text()))?;
+        let form = read_form(multipart, state.max_upload_bytes).await?;
+        let params = form.params()?;
+        let Some((filename, data)) = form.file else {
+            return Err(invalid(
+                "multipart upload needs the image in a field named `image` (or `file`)",
+            ));
+        };
+        if data.is_empty() {
+            return Err(ApiError::bad_request(
+                ErrorCode::UnsupportedFormat,
+                "the uploaded file is empty",
+            ));
+        }
+        let input = ObjectRef {
+            bucket: state.store.bucket().to_owned(),
+            key: format!(
+                "uploads/{tenant}/{id}/{}",
+                sanitize_filename(filename.as_deref())
+            ),
+        };
+        // Validate everything before writing to S3, so a bad request leaves nothing behind.
+        params
+            .validate()
+            .map_err(|e| ApiError::bad_request(ErrorCode::InvalidParams, e))?;
+        state
+            .store
+            .put(&input, data, "application/octet-stream")
+            .await?;
+        (input, params, None, form.idempotency_key)
+    } else {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::UnsupportedMediaType,
+            "send application/json with an S3 reference, or multipart/form-data with an `image` field",
+        ));
+    };
+    params
+        .validate()
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidParams, e))?;
+    check_bucket(&state, &input.bucket)?;
+    validate_key(&input.key).map_err(invalid)?;
+    let output = match output {
+        Some(o) => OutputSpec {
+            bucket: o.bucket.unwrap_or_else(|| state.store.bucket().to_owned()),
+            prefix: o.prefix.unwrap_or_else(default_output_prefix),
+        },
+        None => OutputSpec {
+            bucket: state.store.bucket().to_owned(),
+            prefix: default_output_prefix(),
+        },
+    };
+    check_bucket(&state, &output.bucket)?;
+    validate_prefix(&output.prefix).map_err(invalid)?;
+    let idempotency_key = header_idem.or(body_idem);
+    if let Some(k) = &idempotency_key {
+        check_idempotency_key(k)?;
+    }
+    let job = Job {
+        id,
+        tenant: tenant.clone(),
+        input,
+        params,
+        output,
+        idempotency_key,
+        created_at_ms: now_ms(),
+    };
+    let enqueued = state.queue.enqueue(&job).await?;
+    let status = state
+        .queue
+        .status(&enqueued.id(), Some(&tenant))
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                "job vanished after enqueue",
+            )
+        })?;
+    let code = match enqueued {
+        Enqueued::Created(_) => {
+            tracing::info!(job_id = %job.id, tenant = %tenant, "job enqueued");
+            StatusCode::ACCEPTED
+        }
+        Enqueued::Existing(_) => StatusCode::OK,
+    };
+    let location = format!("/v1/jobs/{}", status.id);
+    let mut resp = (code, Json(StatusBody::from(status))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+fn body_error(status: StatusCode, text: String) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            status,
+            ErrorCode::PayloadTooLarge,
+            "request body is over the size limit",
+        )
+    } else {
+        invalid(text)
+    }
+}
+
+fn json_error(e: &serde_json::Error) -> ApiError {
+    let msg = e.to_string();
+    // Params problems get their own code so clients can tell a typo from garbage.
+    if msg.contains("unknown field") || msg.contains("unknown variant") || msg.contains("invalid") {
+        ApiError::bad_request(ErrorCode::InvalidParams, msg)
+    } else {
+        invalid(format!("malformed JSON: {msg}"))
+    }
+}
+
+/// Multipart fields: the image, an optional `params` JSON object, and single params as fields.
+struct Form {
+    file: Option<(Option<String>, Bytes)>,
+    params_json: Option<String>,
+    fields: Map<String, Value>,
+    idempotency_key: Option<String>,
+}
+
+impl Form {
+    fn params(&self) -> Result<JobParams, ApiError> {
+        let mut obj = match &self.params_json {
+            Some(text) => match serde_json::from_str::<Value>(text) {
+                Ok(Value::Object(m)) => m,
+                Ok(_) => {
+                    return Err(ApiError::bad_request(
+                        ErrorCode::InvalidParams,
+                        "`params` must be a JSON object",
+                    ))
+                }
+                Err(e) => {
+                    return Err(ApiError::bad_request(
+                        ErrorCode::InvalidParams,
+                        format!("`params`: {e}"),
+                    ))
+                }
+            },
+            None => Map::new(),
+        };
+        for (k, v) in &self.fields {
+            obj.insert(k.clone(), v.clone());
+        }
+        serde_json::from_value(Value::Object(obj))
+            .map_err(|e| ApiError::bad_request(ErrorCode::InvalidParams, e.to_string()))
+    }
+}
+
+async fn read_form(mut mp: Multipart, max_bytes: usize) -> Result<Form, ApiError> {
+    let mut form = Form {
+        file: None,
+        params_json: None,
+        fields: Map::new(),
+        idempotency_key: None,
+    };
+    let field_err =
+        |e: axum::extract::multipart::MultipartError| body_error(e.status(), e.body_text());
+    while let Some(field) = mp.next_field().await.map_err(field_err)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        match name.as_str() {
+            "image" | "file" => {
+                if form.file.is_some() {
+                    return Err(invalid("send one image per job"));
+                }
+                let filename = field.file_name().map(str::to_owned);
+                let data = field.bytes().await.map_err(field_err)?;
+                if data.len() > max_bytes {
+                    return Err(ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        ErrorCode::PayloadTooLarge,
+                        format!(
+                            "the image is {} bytes, over the {max_bytes}-byte limit",
+                            data.len()
+                        ),
+                    ));
+                }
+                form.file = Some((filename, data));
+            }
+            "params" => form.params_json = Some(field.text().await.map_err(field_err)?),
+            "idempotency_key" => {
+                form.idempotency_key = Some(field.text().await.map_err(field_err)?)
+            }
+            "" => return Err(invalid("a multipart field has no name")),
+            _ => {
+                let text = field.text().await.map_err(field_err)?;
+                // "648" → number, "true" → bool, "240,240,240" stays a string.
+                let value = serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .filter(|v| !v.is_object())
+                    .unwrap_or(Value::String(text));
+                form.fields.insert(name, value);
+            }
+        }
+    }
+    Ok(form)
+}
+
+fn sanitize_filename(name: Option<&str>) -> String {
+    let cleaned: String = name
+        .unwrap_or_default()
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .take(100)
+        .collect();
+    let cleaned = cleaned.trim_start_matches('.');
+    if cleaned.is_empty() {
+        "input".to_owned()
+    } else {
+        cleaned.to_owned()
+    }
+}
+
+/// Status as served: the record, with presigned URLs on the result objects.
+#[derive(Serialize)]
+struct StatusBody {
+    #[serde(flatten)]
+    status: JobStatus,
+}
+
+impl From<JobStatus> for StatusBody {
+    fn from(status: JobStatus) -> Self {
+        Self { status }
+    }
+}
+
+fn parse_id(id: &str) -> Result<JobId, ApiError> {
+    JobId::parse(id).ok_or_else(|| ApiError::not_found("job"))
+}
+
+async fn load(state: &AppState, headers: &HeaderMap, id: &str) -> Result<JobStatus, ApiError> {
+    let tenant = tenant(state, headers)?;
+    let id = parse_id(id)?;
+    state
+        .queue
+        .status(&id, Some(&tenant))
+        .await?
+        .ok_or_else(|| ApiError::not_found("job"))
+}
+
+async fn get_job(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<StatusBody>, ApiError> {
+    let mut status = load(&state, &headers, &id).await?;
+    if let Some(result) = status.result.as_mut() {
+        for out in &mut result.outputs {
+            let obj = ObjectRef {
+                bucket: out.bucket.clone(),
+                key: out.key.clone(),
+            };
+            out.url = Some(state.store.presign_get(&obj).await?);
+        }
+    }
+    Ok(Json(StatusBody::from(status)))
+}
+
+async fn cancel_job(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers)?;
+    let job_id = parse_id(&id)?;
+    let code = match state.queue.cancel(&job_id, &tenant).await? {
+        CancelOutcome::NotFound => return Err(ApiError::not_found("job")),
+        CancelOutcome::Cancelled => StatusCode::OK,
+        CancelOutcome::Cancelling => StatusCode::ACCEPTED,
+        CancelOutcome::AlreadyTerminal(s) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::Conflict,
+                format!("job already {}", s.as_str()),
+            ))
+        }
+    };
+    tracing::info!(job_id = %job_id, "cancel requested");
+    let status = load(&state, &headers, &id).await?;
+    Ok((code, Json(StatusBody::from(status))).into_response())
+}
+
+async fn get_result(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((id, format)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let format =
+        Format::from_extension(&format).ok_or_else(|| ApiError::not_found("result format"))?;
+    let status = load(&state, &headers, &id).await?;
+    if status.state != JobState::Succeeded {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            format!("job is {}, not succeeded", status.state.as_str()),
+        ));
+    }
+    let out = status
+        .result
+        .as_ref()
+        .and_then(|r| r.outputs.iter().find(|o| o.format == format))
+        .ok_or_else(|| ApiError::not_found("result in that format"))?;
+    let url = state
+        .store
+        .presign_get(&ObjectRef {
+            bucket: out.bucket.clone(),
+            key: out.key.clone(),
+        })
+        .await?;
+    Ok(Redirect::temporary(&url).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct UploadRequest {
+    #[serde(default)]
+    filename: Option<String>,
+    #[serde(default)]
+    content_type: Option<String>,
+}
+
+#[derive(Serialize)]
+struct UploadResponse {
+    method: &'static str,
+    url: String,
+    bucket: String,
+    key: String,
+    expires_in_secs: u64,
+    /// Headers the PUT must carry for the signature to match.
+    headers: Map<String, Value>,
+}
+
+async fn create_upload(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<UploadResponse>, ApiError> {
+    let tenant = tenant(&state, &headers)?;
+    let req: UploadRequest = if body.is_empty() {
+        UploadRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| invalid(format!("malformed JSON: {e}")))?
+    };
+    if let Some(ct) = &req.content_type {
+        if !ct.starts_with("image/") || ct.len() > 100 {
+            return Err(invalid("content_type must be an image/* type"));
+        }
+    }
+    let key = format!(
+        "uploads/{tenant}/{}/{}",
+        JobId::new(),
+        sanitize_filename(req.filename.as_deref())
+    );
+    let obj = ObjectRef {
+        bucket: state.store.bucket().to_owned(),
+        key,
+    };
+    let url = state
+        .store
+        .presign_put(&obj, req.content_type.as_deref())
+        .await?;
+    let mut hdrs = Map::new();
+    if let Some(ct) = req.content_type {
+        hdrs.insert("content-type".into(), Value::String(ct));
+    }
+    Ok(Json(UploadResponse {
+        method: "PUT",
+        url,
+        bucket: obj.bucket,
+        key: obj.key,
+        expires_in_secs: state.store.presign_expiry().as_secs(),
+        headers: hdrs,
+    }))
+}
+
+async fn healthz() -> Json<Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<Shared>) -> Response {
+    let (redis, s3) = tokio::join!(state.queue.ping(), state.store.check());
+    let ok = redis.is_ok() && s3.is_ok();
+    if let Err(e) = &redis {
+        tracing::warn!(error = %e, "readiness: redis");
+    }
+    if let Err(e) = &s3 {
+        tracing::warn!(error = %e, "readiness: s3");
+    }
+    let body = serde_json::json!({
+        "status": if ok { "ready" } else { "unavailable" },
+        "redis": if redis.is_ok() { "ok" } else { "unavailable" },
+        "s3": if s3.is_ok() { "ok" } else { "unavailable" },
+    });
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filenames_are_sanitised() {
+        assert_eq!(sanitize_filename(Some("../../etc/passwd")), "passwd");
+        assert_eq!(
+            sanitize_filename(Some("C:\\x\\me photo.JPG")),
+            "mephoto.JPG"
+        );
+        assert_eq!(sanitize_filename(Some("..")), "input");
+        assert_eq!(sanitize_filename(None), "input");
+    }
+
+    #[test]
+    fn key_comparison() {
+        assert!(constant_time_eq(b"abcdef", b"abcdef"));
+        assert!(!constant_time_eq(b"abcdef", b"abcdeg"));
+        assert!(!constant_time_eq(b"abc", b"abcdef"));
+        assert!(!constant_time_eq(b"", b"\xff"));
+    }
+}

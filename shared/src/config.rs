@@ -1,0 +1,293 @@
+//! Settings shared by the api and the worker, read from `FACECRAFT_*` environment variables
+//! (or the matching `--flags`). Every field documents its default; `validate` runs at start.
+
+use std::time::Duration;
+
+use clap::Args;
+
+/// Redis connection and key layout.
+#[derive(Clone, Args)]
+pub struct RedisSettings {
+    /// Redis URL, e.g. `redis://127.0.0.1:6379/`.
+    #[arg(
+        long = "redis-url",
+        env = "FACECRAFT_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/"
+    )]
+    pub url: String,
+    /// Prefix of every key Facecraft writes.
+    #[arg(
+        long = "redis-prefix",
+        env = "FACECRAFT_REDIS_PREFIX",
+        default_value = "facecraft"
+    )]
+    pub prefix: String,
+    /// Pooled connections for non-blocking commands.
+    #[arg(
+        long = "redis-pool-size",
+        env = "FACECRAFT_REDIS_POOL_SIZE",
+        default_value_t = 16
+    )]
+    pub pool_size: usize,
+    /// How long a command may wait for a pooled connection, and for Redis to answer, in ms.
+    #[arg(
+        long = "redis-timeout-ms",
+        env = "FACECRAFT_REDIS_TIMEOUT_MS",
+        default_value_t = 3000
+    )]
+    pub timeout_ms: u64,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &redact_url(&self.url))
+            .field("prefix", &self.prefix)
+            .field("pool_size", &self.pool_size)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+impl RedisSettings {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.url.starts_with("redis://") || self.url.starts_with("rediss://")) {
+            return Err("FACECRAFT_REDIS_URL must start with redis:// or rediss://".into());
+        }
+        if self.prefix.is_empty() || self.prefix.contains(char::is_whitespace) {
+            return Err("FACECRAFT_REDIS_PREFIX must be non-empty without spaces".into());
+        }
+        if self.pool_size == 0 {
+            return Err("FACECRAFT_REDIS_POOL_SIZE must be at least 1".into());
+        }
+        if self.timeout_ms < 100 {
+            return Err("FACECRAFT_REDIS_TIMEOUT_MS must be at least 100".into());
+        }
+        Ok(())
+    }
+}
+
+/// S3-compatible object storage.
+#[derive(Clone, Args)]
+pub struct S3Settings {
+    /// Custom endpoint (SeaweedFS, MinIO, ...); unset means AWS itself.
+    #[arg(long = "s3-endpoint", env = "FACECRAFT_S3_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// Region used for signing.
+    #[arg(
+        long = "s3-region",
+        env = "FACECRAFT_S3_REGION",
+        default_value = "us-east-1"
+    )]
+    pub region: String,
+    /// Default bucket for uploads and results.
+    #[arg(
+        long = "s3-bucket",
+        env = "FACECRAFT_S3_BUCKET",
+        default_value = "facecraft"
+    )]
+    pub bucket: String,
+    /// Path-style addressing (`endpoint/bucket/key`); needed by most self-hosted servers.
+    #[arg(long = "s3-path-style", env = "FACECRAFT_S3_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub path_style: bool,
+    /// Time limit of one S3 request attempt, in seconds (the SDK retries up to 3 attempts).
+    #[arg(
+        long = "s3-timeout-secs",
+        env = "FACECRAFT_S3_TIMEOUT_SECS",
+        default_value_t = 30
+    )]
+    pub timeout_secs: u64,
+    /// Lifetime of presigned URLs, in seconds.
+    #[arg(
+        long = "presign-expiry-secs",
+        env = "FACECRAFT_PRESIGN_EXPIRY_SECS",
+        default_value_t = 900
+    )]
+    pub presign_expiry_secs: u64,
+    /// Access key; read from the AWS SDK's own variable.
+    #[arg(skip = std::env::var("AWS_ACCESS_KEY_ID").ok())]
+    pub access_key_id: Option<String>,
+    /// Secret key; read from the AWS SDK's own variable.
+    #[arg(skip = std::env::var("AWS_SECRET_ACCESS_KEY").ok())]
+    pub secret_access_key: Option<String>,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("path_style", &self.path_style)
+            .field("timeout_secs", &self.timeout_secs)
+            .field("presign_expiry_secs", &self.presign_expiry_secs)
+            .field(
+                "access_key_id",
+                &self.access_key_id.as_ref().map(|_| "<set>"),
+            )
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+impl S3Settings {
+    pub fn validate(&self) -> Result<(), String> {
+        crate::job::validate_bucket(&self.bucket)
+            .map_err(|e| format!("FACECRAFT_S3_BUCKET: {e}"))?;
+        if let Some(ep) = &self.endpoint {
+            if !(ep.starts_with("http://") || ep.starts_with("https://")) {
+                return Err("FACECRAFT_S3_ENDPOINT must be an http:// or https:// URL".into());
+            }
+        }
+        if self.access_key_id.is_some() != self.secret_access_key.is_some() {
+            return Err("set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither".into());
+        }
+        if !(1..=604_800).contains(&self.presign_expiry_secs) {
+            return Err(
+                "FACECRAFT_PRESIGN_EXPIRY_SECS must be 1-604800 (S3's limit is 7 days)".into(),
+            );
+        }
+        if self.timeout_secs == 0 {
+            return Err("FACECRAFT_S3_TIMEOUT_SECS must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Delivery, retry and retention policy of the queue.
+#[derive(Debug, Clone, Args)]
+pub struct QueueSettings {
+    /// A job whose processing started this many times without finishing goes to the dead stream.
+    #[arg(long, env = "FACECRAFT_MAX_DELIVERIES", default_value_t = 5)]
+    pub max_deliveries: u32,
+    /// An in-flight entry not renewed for this long is taken over by another worker, in ms.
+    #[arg(long, env = "FACECRAFT_LEASE_TIMEOUT_MS", default_value_t = 60_000)]
+    pub lease_timeout_ms: u64,
+    /// First retry delay after a transient error, in ms; doubles each attempt, with jitter.
+    #[arg(long, env = "FACECRAFT_RETRY_BASE_MS", default_value_t = 1_000)]
+    pub retry_base_ms: u64,
+    /// Longest retry delay, in ms.
+    #[arg(long, env = "FACECRAFT_RETRY_MAX_MS", default_value_t = 60_000)]
+    pub retry_max_ms: u64,
+    /// How long a finished job's status stays readable, in seconds.
+    #[arg(long, env = "FACECRAFT_STATUS_TTL_SECS", default_value_t = 86_400)]
+    pub status_ttl_secs: u64,
+    /// Approximate cap of the stream (`XADD MAXLEN ~`); acked entries are deleted anyway.
+    #[arg(long, env = "FACECRAFT_STREAM_MAX_LEN", default_value_t = 1_000_000)]
+    pub stream_max_len: u64,
+    /// Enqueue is refused with `queue_full` once this many jobs wait; 0 means no limit.
+    /// Keep it below FACECRAFT_STREAM_MAX_LEN so trimming never drops a waiting job.
+    #[arg(long, env = "FACECRAFT_MAX_BACKLOG", default_value_t = 100_000)]
+    pub max_backlog: u64,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            max_deliveries: 5,
+            lease_timeout_ms: 60_000,
+            retry_base_ms: 1_000,
+            retry_max_ms: 60_000,
+            status_ttl_secs: 86_400,
+            stream_max_len: 1_000_000,
+            max_backlog: 100_000,
+        }
+    }
+}
+
+impl QueueSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_deliveries == 0 {
+            return Err("FACECRAFT_MAX_DELIVERIES must be at least 1".into());
+        }
+        if self.lease_timeout_ms < 500 {
+            return Err("FACECRAFT_LEASE_TIMEOUT_MS must be at least 500".into());
+        }
+        if self.retry_base_ms == 0 || self.retry_max_ms < self.retry_base_ms {
+            return Err("FACECRAFT_RETRY_BASE_MS must be ≥ 1 and ≤ FACECRAFT_RETRY_MAX_MS".into());
+        }
+        if self.status_ttl_secs == 0 {
+            return Err("FACECRAFT_STATUS_TTL_SECS must be at least 1".into());
+        }
+        if self.max_backlog >= self.stream_max_len {
+            return Err(
+                "FACECRAFT_MAX_BACKLOG must be below FACECRAFT_STREAM_MAX_LEN, or trimming could drop waiting jobs"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    pub fn lease_timeout(&self) -> Duration {
+        Duration::from_millis(self.lease_timeout_ms)
+    }
+
+    /// Delay before retry number `attempt` (1-based): exponential with full jitter on the upper half.
+    pub fn retry_delay(&self, attempt: u32) -> Duration {
+        let exp = self
+            .retry_base_ms
+            .saturating_mul(1u64 << attempt.saturating_sub(1).min(20))
+            .min(self.retry_max_ms);
+        let jittered = exp / 2 + fastrand::u64(0..=exp / 2);
+        Duration::from_millis(jittered.max(1))
+    }
+}
+
+/// Hides the password of a `redis://user:pass@host` URL.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://<redacted>@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_grows_and_is_capped() {
+        let q = QueueSettings {
+            retry_base_ms: 100,
+            retry_max_ms: 1_000,
+            ..QueueSettings::default()
+        };
+        for _ in 0..50 {
+            let d1 = q.retry_delay(1).as_millis();
+            assert!((50..=100).contains(&d1), "{d1}");
+            let d3 = q.retry_delay(3).as_millis();
+            assert!((200..=400).contains(&d3), "{d3}");
+            let d30 = q.retry_delay(30).as_millis();
+            assert!((500..=1_000).contains(&d30), "{d30}");
+        }
+    }
+
+    #[test]
+    fn backlog_must_stay_below_the_trim_length() {
+        let q = QueueSettings {
+            max_backlog: 10,
+            stream_max_len: 10,
+            ..QueueSettings::default()
+        };
+        assert!(q.validate().unwrap_err().contains("MAX_BACKLOG"));
+        QueueSettings::default().validate().unwrap();
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("redis://u:secret@host:6379/0"),
+            "redis://<redacted>@host:6379/0"
+        );
+        assert_eq!(redact_url("redis://host:6379/"), "redis://host:6379/");
+    }
+}

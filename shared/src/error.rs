@@ -1,0 +1,142 @@
+//! Stable error codes shared by HTTP responses, failed-job records and logs.
+//!
+//! Clients match on these strings; never rename one. Add new ones at the end of the
+//! table in README.md.
+
+use serde::{Deserialize, Serialize};
+
+/// Every failure a job or a request can end with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    // Request problems (4xx).
+    InvalidRequest,
+    InvalidParams,
+    Unauthorized,
+    NotFound,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    QueueFull,
+    // Input problems: the job fails at once, retrying cannot help.
+    InputNotFound,
+    UnsupportedFormat,
+    ImageTooLarge,
+    ImageTooSmall,
+    NoFaceDetected,
+    MultipleFaces,
+    FaceTooSmall,
+    OutputTooLarge,
+    // Infrastructure problems: retried with backoff.
+    StorageUnavailable,
+    QueueUnavailable,
+    Timeout,
+    // Storage refused a request for a reason retrying cannot fix (permissions, bad bucket).
+    StorageRejected,
+    // Worker problems.
+    ModelUnavailable,
+    WorkerCrashed,
+    Internal,
+}
+
+impl ErrorCode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidParams => "invalid_params",
+            Self::Unauthorized => "unauthorized",
+            Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::QueueFull => "queue_full",
+            Self::InputNotFound => "input_not_found",
+            Self::UnsupportedFormat => "unsupported_format",
+            Self::ImageTooLarge => "image_too_large",
+            Self::ImageTooSmall => "image_too_small",
+            Self::NoFaceDetected => "no_face_detected",
+            Self::MultipleFaces => "multiple_faces",
+            Self::FaceTooSmall => "face_too_small",
+            Self::OutputTooLarge => "output_too_large",
+            Self::StorageUnavailable => "storage_unavailable",
+            Self::QueueUnavailable => "queue_unavailable",
+            Self::Timeout => "timeout",
+            Self::StorageRejected => "storage_rejected",
+            Self::ModelUnavailable => "model_unavailable",
+            Self::WorkerCrashed => "worker_crashed",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// The code with this stable name, if any.
+    pub fn from_code(s: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
+    }
+
+    /// Transient failures are retried with backoff; everything else fails the job at once.
+    pub const fn is_transient(self) -> bool {
+        matches!(
+            self,
+            Self::StorageUnavailable | Self::QueueUnavailable | Self::Timeout
+        )
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failure as recorded on a job: a stable code and a human message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct JobError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl JobError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_name_matches_as_str() {
+        for code in [
+            ErrorCode::InputNotFound,
+            ErrorCode::UnsupportedFormat,
+            ErrorCode::NoFaceDetected,
+            ErrorCode::QueueFull,
+            ErrorCode::WorkerCrashed,
+        ] {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+    }
+
+    #[test]
+    fn codes_round_trip_by_name() {
+        assert_eq!(
+            ErrorCode::from_code("image_too_small"),
+            Some(ErrorCode::ImageTooSmall)
+        );
+        assert_eq!(ErrorCode::from_code("nope"), None);
+    }
+
+    #[test]
+    fn only_infrastructure_is_transient() {
+        assert!(ErrorCode::StorageUnavailable.is_transient());
+        assert!(ErrorCode::Timeout.is_transient());
+        assert!(!ErrorCode::UnsupportedFormat.is_transient());
+        assert!(!ErrorCode::InputNotFound.is_transient());
+    }
+}

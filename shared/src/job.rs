@@ -1,0 +1,608 @@
+//! The job contract: what a client asks for, and the status record it polls.
+//!
+//! A job references objects in S3 and never carries image bytes, so it stays small in Redis.
+//! Everything here is plain serde data; validation happens once, where a job is created.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use uuid::Uuid;
+
+use crate::error::JobError;
+
+/// Time-ordered job identifier (UUIDv7), so ids sort by creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(pub Uuid);
+
+impl JobId {
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Uuid::parse_str(s).ok().map(Self)
+    }
+}
+
+impl Default for JobId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// An object in S3.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectRef {
+    pub bucket: String,
+    pub key: String,
+}
+
+/// Where results go: `{prefix}{id}/portrait.{png,jpg}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    pub bucket: String,
+    #[serde(default = "default_output_prefix")]
+    pub prefix: String,
+}
+
+pub fn default_output_prefix() -> String {
+    "results/".to_owned()
+}
+
+/// An RGB colour. Accepts `"240,240,240"`, `"#f0f0f0"`, `"f0f0f0"` or `[240, 240, 240]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rgb(pub [u8; 3]);
+
+impl Rgb {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let hex = s.strip_prefix('#').unwrap_or(s);
+        if hex.len() == 6 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            let byte = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|e| e.to_string());
+            return Ok(Self([byte(0)?, byte(2)?, byte(4)?]));
+        }
+        let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+        if parts.len() == 3 {
+            let mut rgb = [0u8; 3];
+            for (slot, part) in rgb.iter_mut().zip(&parts) {
+                *slot = part
+                    .parse::<u8>()
+                    .map_err(|_| format!("colour component `{part}` is not an integer 0-255"))?;
+            }
+            return Ok(Self(rgb));
+        }
+        Err(format!(
+            "`{s}` is not a colour: use \"r,g,b\" (0-255 each) or \"#rrggbb\""
+        ))
+    }
+
+    pub fn to_hex(self) -> String {
+        format!("#{:02x}{:02x}{:02x}", self.0[0], self.0[1], self.0[2])
+    }
+}
+
+impl Serialize for Rgb {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Rgb {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Text(String),
+            Array(Vec<i64>),
+        }
+        match Repr::deserialize(d)? {
+            Repr::Text(s) => Rgb::parse(&s).map_err(serde::de::Error::custom),
+            Repr::Array(v) => {
+                if v.len() != 3 || v.iter().any(|c| !(0..=255).contains(c)) {
+                    return Err(serde::de::Error::custom(
+                        "a colour array needs exactly three integers 0-255",
+                    ));
+                }
+                // Range checked just above.
+                Ok(Rgb([v[0] as u8, v[1] as u8, v[2] as u8]))
+            }
+        }
+    }
+}
+
+/// Output image formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Png,
+    #[serde(alias = "jpeg")]
+    Jpg,
+}
+
+impl Format {
+    pub const fn extension(self) -> &'static str {
+        match self {
+            Self::Png => "png",
+            Self::Jpg => "jpg",
+        }
+    }
+
+    pub const fn content_type(self) -> &'static str {
+        match self {
+            Self::Png => "image/png",
+            Self::Jpg => "image/jpeg",
+        }
+    }
+
+    pub fn from_extension(s: &str) -> Option<Self> {
+        match s {
+            "png" => Some(Self::Png),
+            "jpg" | "jpeg" => Some(Self::Jpg),
+            _ => None,
+        }
+    }
+}
+
+/// What to do when a photo holds several faces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FacePolicy {
+    /// Use the largest face.
+    #[default]
+    Largest,
+    /// Fail with `multiple_faces`.
+    Error,
+}
+
+/// Face detector engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Detector {
+    /// dlib HOG + linear SVM: fast on CPU, frontal faces.
+    #[default]
+    Hog,
+    /// dlib CNN (MMOD): slower, finds more poses.
+    Cnn,
+    /// RetinaFace mobilenet0.25 through ONNX Runtime.
+    Retinaface,
+}
+
+/// Background-removal model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SegmentationModel {
+    /// U²-Net small (4.6 MB).
+    #[default]
+    U2netp,
+    /// U²-Net full (176 MB).
+    U2net,
+    /// U²-Net trained on people.
+    U2netHumanSeg,
+}
+
+/// Portrait parameters. Defaults are those of the service Facecraft replaces.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobParams {
+    /// Output width in pixels (16-4096). Default 648.
+    pub width: u32,
+    /// Output height in pixels (16-4096). Default 648.
+    pub height: u32,
+    /// Background colour, RGB in the order given. Default 240,240,240.
+    pub background: Rgb,
+    /// Transparent background instead of `background` (PNG keeps alpha; JPEG uses `background`).
+    pub transparent: bool,
+    /// Space around the face as a fraction of the face box (0-2). Default 0.3.
+    pub face_margin: f32,
+    /// Feathered oval mask around the head and shoulders. Default on.
+    pub oval_mask: bool,
+    /// Automatic exposure, white balance and mild sharpening. Default on.
+    pub enhance: bool,
+    /// Face-restoration fidelity (0 = strongest restoration, 1 = closest to input). Default 0.7.
+    pub enhance_fidelity: f32,
+    /// Output formats, at least one. Default png and jpg.
+    pub formats: Vec<Format>,
+    /// Largest JPEG allowed; quality is lowered until it fits (1024-20000000).
+    /// Default 101376, Active Directory's thumbnailPhoto limit.
+    pub jpeg_max_bytes: u32,
+    /// Several faces: `largest` (default) or `error`.
+    pub face_policy: FacePolicy,
+    /// Face detector: `hog` (default), `cnn` or `retinaface`.
+    pub detector: Detector,
+    /// Background-removal model: `u2netp` (default), `u2net`, `u2net_human_seg`.
+    pub segmentation_model: SegmentationModel,
+    /// Replace the background with `background`. Default on.
+    pub remove_background: bool,
+}
+
+impl Default for JobParams {
+    fn default() -> Self {
+        Self {
+            width: 648,
+            height: 648,
+            background: Rgb([240, 240, 240]),
+            transparent: false,
+            face_margin: 0.3,
+            oval_mask: true,
+            enhance: true,
+            enhance_fidelity: 0.7,
+            formats: vec![Format::Png, Format::Jpg],
+            jpeg_max_bytes: 101_376,
+            face_policy: FacePolicy::Largest,
+            detector: Detector::Hog,
+            segmentation_model: SegmentationModel::U2netp,
+            remove_background: true,
+        }
+    }
+}
+
+pub const MIN_SIDE: u32 = 16;
+pub const MAX_SIDE: u32 = 4096;
+
+impl JobParams {
+    /// Checks ranges; the message names the field and the allowed range.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [("width", self.width), ("height", self.height)] {
+            if !(MIN_SIDE..=MAX_SIDE).contains(&v) {
+                return Err(format!("{name} must be {MIN_SIDE}-{MAX_SIDE}, got {v}"));
+            }
+        }
+        if !(self.face_margin.is_finite() && (0.0..=2.0).contains(&self.face_margin)) {
+            return Err(format!("face_margin must be 0-2, got {}", self.face_margin));
+        }
+        if !(self.enhance_fidelity.is_finite() && (0.0..=1.0).contains(&self.enhance_fidelity)) {
+            return Err(format!(
+                "enhance_fidelity must be 0-1, got {}",
+                self.enhance_fidelity
+            ));
+        }
+        if self.formats.is_empty() {
+            return Err("formats must name at least one of png, jpg".into());
+        }
+        let mut seen = self.formats.clone();
+        seen.sort();
+        seen.dedup();
+        if seen.len() != self.formats.len() {
+            return Err("formats lists a format twice".into());
+        }
+        if !(1024..=20_000_000).contains(&self.jpeg_max_bytes) {
+            return Err(format!(
+                "jpeg_max_bytes must be 1024-20000000, got {}",
+                self.jpeg_max_bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A unit of work, as stored in the stream and the status hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    pub id: JobId,
+    pub tenant: String,
+    pub input: ObjectRef,
+    pub params: JobParams,
+    pub output: OutputSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+}
+
+impl Job {
+    /// Deterministic result key, so a re-run overwrites instead of duplicating.
+    pub fn output_key(&self, format: Format) -> String {
+        format!(
+            "{}{}/portrait.{}",
+            self.output.prefix,
+            self.id,
+            format.extension()
+        )
+    }
+}
+
+/// Checks an S3 bucket name against the S3 naming rules.
+pub fn validate_bucket(bucket: &str) -> Result<(), String> {
+    let ok_len = (3..=63).contains(&bucket.len());
+    let ok_chars = bucket
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    let ok_ends = bucket
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric())
+        && bucket
+            .bytes()
+            .last()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
+    if ok_len && ok_chars && ok_ends && !bucket.contains("..") {
+        Ok(())
+    } else {
+        Err(format!("`{bucket}` is not a valid bucket name"))
+    }
+}
+
+/// Rejects keys that could escape a prefix or confuse tools that map keys to paths.
+pub fn validate_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > 1024 {
+        return Err("object key must be 1-1024 bytes".into());
+    }
+    if key.starts_with('/') || key.split('/').any(|seg| seg == ".." || seg == ".") {
+        return Err(format!(
+            "object key `{key}` must not start with / or contain . or .. segments"
+        ));
+    }
+    if key.chars().any(char::is_control) {
+        return Err("object key must not contain control characters".into());
+    }
+    Ok(())
+}
+
+/// Checks an output prefix: empty, or a key-like string ending with `/`.
+pub fn validate_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    if !prefix.ends_with('/') {
+        return Err(format!("output prefix `{prefix}` must end with /"));
+    }
+    validate_key(prefix.trim_end_matches('/'))
+}
+
+/// Lifecycle of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// Gave up after the delivery limit.
+    Dead,
+}
+
+impl JobState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => Self::Queued,
+            "running" => Self::Running,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            "cancelled" => Self::Cancelled,
+            "dead" => Self::Dead,
+            _ => return None,
+        })
+    }
+
+    pub const fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Cancelled | Self::Dead
+        )
+    }
+}
+
+/// Where a running job is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub stage: String,
+    pub percent: u8,
+}
+
+/// One stored result object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputObject {
+    pub format: Format,
+    pub bucket: String,
+    pub key: String,
+    pub bytes: u64,
+    pub width: u32,
+    pub height: u32,
+    /// Presigned GET URL, filled in by the API when it serves the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// An axis-aligned box in input-image pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FaceBox {
+    pub x: f32,
+    pub y: f32,
+    pub width: f32,
+    pub height: f32,
+}
+
+/// The face the portrait was built around.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaceInfo {
+    pub bbox: FaceBox,
+    /// Landmark points `[x, y]` in input-image pixels (5 or 68 of them).
+    pub landmarks: Vec<[f32; 2]>,
+    pub score: f32,
+    pub faces_found: u32,
+    /// Rotation applied to level the eyes, degrees.
+    pub rotation_deg: f32,
+}
+
+/// What a succeeded job produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobResult {
+    pub outputs: Vec<OutputObject>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub face: Option<FaceInfo>,
+    /// Milliseconds per stage, keyed by stage name.
+    pub timings_ms: BTreeMap<String, u64>,
+}
+
+/// The status record clients poll.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobStatus {
+    pub id: JobId,
+    pub state: JobState,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+    /// RFC 3339 timestamps.
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_requested: Option<bool>,
+    pub input: ObjectRef,
+    pub params: JobParams,
+    pub output: OutputSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<JobError>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<JobResult>,
+    #[serde(skip)]
+    pub tenant: String,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub fn rfc3339_ms(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_reference_service() {
+        let p: JobParams = serde_json::from_str("{}").unwrap();
+        assert_eq!((p.width, p.height), (648, 648));
+        assert_eq!(p.background, Rgb([240, 240, 240]));
+        assert!((p.face_margin - 0.3).abs() < 1e-6);
+        assert!(p.oval_mask && p.enhance && p.remove_background && !p.transparent);
+        assert_eq!(p.jpeg_max_bytes, 101_376);
+        assert_eq!(p.formats, vec![Format::Png, Format::Jpg]);
+        p.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let err = serde_json::from_str::<JobParams>(r#"{"widht": 100}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field `widht`"), "{err}");
+    }
+
+    #[test]
+    fn colours_parse_in_every_spelling() {
+        for text in [
+            r#""10,20,30""#,
+            r##""#0a141e""##,
+            r#""0A141E""#,
+            "[10,20,30]",
+        ] {
+            let c: Rgb = serde_json::from_str(text).unwrap();
+            assert_eq!(c, Rgb([10, 20, 30]), "{text}");
+        }
+        for bad in [
+            r#""256,0,0""#,
+            "[1,2]",
+            "[1,2,300]",
+            r#""red""#,
+            r##""#12345""##,
+        ] {
+            assert!(serde_json::from_str::<Rgb>(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Rgb([240, 240, 240]).to_hex(), "#f0f0f0");
+    }
+
+    #[test]
+    fn out_of_range_params_name_the_field() {
+        let cases = [
+            (r#"{"width": 0}"#, "width"),
+            (r#"{"height": 5000}"#, "height"),
+            (r#"{"face_margin": -0.1}"#, "face_margin"),
+            (r#"{"enhance_fidelity": 1.5}"#, "enhance_fidelity"),
+            (r#"{"formats": []}"#, "formats"),
+            (r#"{"formats": ["png", "png"]}"#, "formats"),
+            (r#"{"jpeg_max_bytes": 10}"#, "jpeg_max_bytes"),
+        ];
+        for (json, field) in cases {
+            let p: JobParams = serde_json::from_str(json).unwrap();
+            let err = p.validate().unwrap_err();
+            assert!(err.contains(field), "{json}: {err}");
+        }
+        assert!(serde_json::from_str::<JobParams>(r#"{"formats": ["gif"]}"#).is_err());
+        assert!(serde_json::from_str::<JobParams>(r#"{"detector": "magic"}"#).is_err());
+    }
+
+    #[test]
+    fn keys_cannot_escape() {
+        for bad in ["", "/abs", "a/../b", "..", "a/./b", "a\nb"] {
+            assert!(validate_key(bad).is_err(), "{bad:?}");
+        }
+        for good in ["a", "uploads/x/y.jpg", "a..b/c"] {
+            validate_key(good).unwrap();
+        }
+        for bad in ["ab", "Upper", "-lead", "trail-", "a..b", "under_score"] {
+            assert!(validate_bucket(bad).is_err(), "{bad}");
+        }
+        validate_bucket("facecraft-test.1").unwrap();
+        assert!(validate_prefix("results").is_err());
+        validate_prefix("").unwrap();
+        validate_prefix("results/2026/").unwrap();
+    }
+
+    #[test]
+    fn output_keys_are_deterministic() {
+        let job = Job {
+            id: JobId::parse("01900000-0000-7000-8000-000000000000").unwrap(),
+            tenant: "t".into(),
+            input: ObjectRef {
+                bucket: "b".into(),
+                key: "k".into(),
+            },
+            params: JobParams::default(),
+            output: OutputSpec {
+                bucket: "b".into(),
+                prefix: "results/".into(),
+            },
+            idempotency_key: None,
+            created_at_ms: 0,
+        };
+        assert_eq!(
+            job.output_key(Format::Jpg),
+            "results/01900000-0000-7000-8000-000000000000/portrait.jpg"
+        );
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        assert_eq!(rfc3339_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+}

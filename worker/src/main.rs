@@ -1,0 +1,49 @@
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use facecraft_worker::config::ServeSettings;
+use facecraft_worker::process::ProcessArgs;
+
+/// Facecraft worker: turns photos into clean head-and-shoulders portraits.
+#[derive(Parser)]
+#[command(name = "facecraft-worker", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Consume jobs from the Redis stream and store results in S3.
+    Serve(Box<ServeSettings>),
+    /// Run the pipeline on local files; no Redis, no S3.
+    Process(ProcessArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(settings) => {
+            facecraft_shared::telemetry::init();
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: starting the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            tracing::info!(?settings, "starting facecraft-worker serve");
+            match rt.block_on(facecraft_worker::serve(
+                *settings,
+                facecraft_worker::shutdown_signal(),
+            )) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "worker failed");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Process(args) => facecraft_worker::process::run(&args),
+    }
+}

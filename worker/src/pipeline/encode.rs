@@ -1,0 +1,545 @@
+//! Encode stage: the composed portrait → PNG and JPEG bytes.
+//!
+//! The JPEG must fit a byte budget (Active Directory's `thumbnailPhoto` attribute holds at
+//! most 100 KiB), so its quality is searched rather than fixed: the highest quality that
+//! fits wins, and a clear error says when nothing in the allowed range does.
+
+use image::codecs::jpeg::JpegEncoder;
+use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+use image::{ExtendedColorType, ImageEncoder, ImageError, RgbImage, RgbaImage};
+
+/// Budget and quality range for [`encode_jpeg_within`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JpegParams {
+    /// Largest accepted output, in bytes. Default: 101 376 (99 KiB), the reference
+    /// service's `jpeg_max_bytes`, which keeps photos under Active Directory's 100 KiB
+    /// `thumbnailPhoto` limit.
+    pub max_bytes: usize,
+    /// Quality tried first and the best one returned. Default: 95; above that files grow
+    /// quickly for no visible gain.
+    pub max_quality: u8,
+    /// Lowest quality accepted before giving up with `output_too_large`. Default: 30.
+    /// Blocking starts to show on skin at full size around there, but directory photos are
+    /// displayed far smaller than 648², and a failed job is worse than a softer thumbnail;
+    /// an ordinary 648² portrait fits 99 KiB far above it anyway.
+    pub min_quality: u8,
+}
+
+impl Default for JpegParams {
+    fn default() -> Self {
+        Self {
+            max_bytes: 101_376,
+            max_quality: 95,
+            min_quality: 30,
+        }
+    }
+}
+
+impl JpegParams {
+    /// Checks `1 ≤ min_quality ≤ max_quality ≤ 100` and a non-zero budget; call when a
+    /// job's parameters are accepted.
+    pub fn validate(&self) -> Result<(), EncodeError> {
+        if self.max_bytes == 0
+            || self.min_quality == 0
+            || self.max_quality > 100
+            || self.min_quality > self.max_quality
+        {
+            return Err(EncodeError::InvalidParams(*self));
+        }
+        Ok(())
+    }
+}
+
+/// A JPEG that fits its budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedJpeg {
+    /// The file.
+    pub bytes: Vec<u8>,
+    /// The quality it was encoded at (1–100).
+    pub quality: u8,
+}
+
+/// Errors of the encode stage.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// Not even `min_quality` fits `max_bytes`.
+    #[error("the JPEG needs {bytes_at_min_quality} bytes at quality {min_quality}, over the {max_bytes}-byte limit")]
+    OutputTooLarge {
+        /// The budget.
+        max_bytes: usize,
+        /// The lowest quality tried.
+        min_quality: u8,
+        /// The size at that quality.
+        bytes_at_min_quality: usize,
+    },
+    /// [`JpegParams`] out of range.
+    #[error("invalid JPEG parameters: qualities must satisfy 1 ≤ min ≤ max ≤ 100 and the byte limit must be positive ({0:?})")]
+    InvalidParams(JpegParams),
+    /// The codec failed (an empty or oversized image; JPEG sides are limited to 65 535).
+    #[error("encoding the {format} failed")]
+    Codec {
+        /// `"png"` or `"jpeg"`.
+        format: &'static str,
+        /// What the codec reported.
+        #[source]
+        source: ImageError,
+    },
+}
+
+impl EncodeError {
+    /// Stable snake_case code for HTTP bodies and failed-job records.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::OutputTooLarge { .. } => "output_too_large",
+            Self::InvalidParams(_) => "invalid_params",
+            Self::Codec { .. } => "encode_failed",
+        }
+    }
+}
+
+/// Encodes a PNG: RGBA when `keep_alpha`, otherwise RGB with the alpha channel dropped.
+///
+/// Dropping alpha does not composite: pass an image that is already opaque (what
+/// [`letterbox`](super::compose::letterbox) returns for a colour background), or
+/// [`flatten`](super::compose::flatten) it first.
+pub fn encode_png(img: &RgbaImage, keep_alpha: bool) -> Result<Vec<u8>, EncodeError> {
+    let codec = |source| EncodeError::Codec {
+        format: "png",
+        source,
+    };
+    let mut out = Vec::new();
+    // Default compression (zlib level 6 equivalent) with adaptive filtering: for a
+    // 648² photo about 20 % smaller than `Fast` in a few tens of milliseconds.
+    let encoder =
+        PngEncoder::new_with_quality(&mut out, CompressionType::Default, FilterType::Adaptive);
+    if keep_alpha {
+        encoder
+            .write_image(
+                img.as_raw(),
+                img.width(),
+                img.height(),
+                ExtendedColorType::Rgba8,
+            )
+            .map_err(codec)?;
+    } else {
+        let rgb: Vec<u8> = img
+            .as_raw()
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect();
+        encoder
+            .write_image(&rgb, img.width(), img.height(), ExtendedColorType::Rgb8)
+            .map_err(codec)?;
+    }
+    Ok(out)
+}
+
+/// Encodes `img` as a baseline JPEG at the highest quality in
+/// `params.min_quality..=params.max_quality` whose file fits `params.max_bytes`.
+///
+/// Tries `max_quality` first (most portraits fit at once), then binary-searches, so a
+/// search costs at most ⌈log₂(range)⌉ + 2 encodes (8 with the defaults, about 10 ms each for
+/// 648² in release). JPEG size grows
+/// with quality almost everywhere but not strictly at every step; the search assumes
+/// monotonicity, so in a rare non-monotonic spot it may return a quality one or two below
+/// the true highest fitting one — never one that does not fit.
+pub fn encode_jpeg_within(img: &RgbImage, params: &JpegParams) -> Result<EncodedJpeg, EncodeError> {
+    params.validate()?;
+    let encode = |quality: u8| encode_jpeg(img, quality);
+    highest_fitting(params, encode)
+}
+
+/// Encodes `img` as a JPEG at a fixed `quality` (1–100).
+pub fn encode_jpeg(img: &RgbImage, quality: u8) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::new();
+    JpegEncoder::new_with_quality(&mut out, quality.clamp(1, 100))
+        .write_image(
+            img.as_raw(),
+            img.width(),
+            img.height(),
+            ExtendedColorType::Rgb8,
+        )
+        .map_err(|source| EncodeError::Codec {
+            format: "jpeg",
+            source,
+        })?;
+    Ok(out)
+}
+
+/// The quality search, separate from the codec so it can be tested against any size curve.
+fn highest_fitting(
+    params: &JpegParams,
+    mut encode: impl FnMut(u8) -> Result<Vec<u8>, EncodeError>,
+) -> Result<EncodedJpeg, EncodeError> {
+    let fits = |bytes: &Vec<u8>| bytes.len() <= params.max_bytes;
+
+    let top = encode(params.max_quality)?;
+    if fits(&top) {
+        return Ok(EncodedJpeg {
+            bytes: top,
+            quality: params.max_quality,
+        });
+    }
+    let bottom = encode(params.min_quality)?;
+    if !fits(&bottom) {
+        return Err(EncodeError::OutputTooLarge {
+            max_bytes: params.max_bytes,
+            min_quality: params.min_quality,
+            bytes_at_min_quality: bottom.len(),
+        });
+    }
+
+    // Invariant: `best` (at quality `lo`) fits; quality `hi` does not.
+    let (mut lo, mut hi) = (params.min_quality, params.max_quality);
+    let mut best = bottom;
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        let bytes = encode(mid)?;
+        if fits(&bytes) {
+            lo = mid;
+            best = bytes;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(EncodedJpeg {
+        bytes: best,
+        quality: lo,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{Rgb, Rgba};
+
+    /// Deterministic xorshift32, so test images are the same on every run.
+    struct Noise(u32);
+
+    impl Noise {
+        fn next(&mut self) -> u32 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 17;
+            self.0 ^= self.0 << 5;
+            self.0
+        }
+
+        fn byte(&mut self) -> u8 {
+            self.next().to_le_bytes()[0]
+        }
+    }
+
+    /// A smooth gradient with `amplitude` levels of noise on top: like a grainy photo.
+    fn grainy(width: u32, height: u32, amplitude: u8) -> RgbImage {
+        let mut noise = Noise(0x1234_5678);
+        RgbImage::from_fn(width, height, |x, y| {
+            let base = [x * 200 / width + 20, y * 200 / height + 20, 128];
+            Rgb(base.map(|b| {
+                let n = i32::from(noise.byte() % (amplitude.max(1))) - i32::from(amplitude / 2);
+                u8::try_from((i32::try_from(b).unwrap_or(0) + n).clamp(0, 255)).unwrap_or(0)
+            }))
+        })
+    }
+
+    fn decode_rgb(bytes: &[u8]) -> RgbImage {
+        image::load_from_memory(bytes)
+            .expect("output decodes")
+            .to_rgb8()
+    }
+
+    #[test]
+    fn defaults_are_documented_values() {
+        let p = JpegParams::default();
+        assert_eq!(p.max_bytes, 101_376);
+        assert_eq!(p.max_quality, 95);
+        assert_eq!(p.min_quality, 30);
+        assert!(p.validate().is_ok());
+    }
+
+    #[test]
+    fn flat_image_gets_max_quality() {
+        let img = RgbImage::from_pixel(648, 648, Rgb([240, 240, 240]));
+        let jpeg = encode_jpeg_within(&img, &JpegParams::default()).expect("fits");
+        assert_eq!(jpeg.quality, 95);
+        assert!(jpeg.bytes.len() <= 101_376);
+        let back = decode_rgb(&jpeg.bytes);
+        assert_eq!(back.dimensions(), (648, 648));
+        let p = back.get_pixel(300, 300).0;
+        assert!(p.iter().all(|&c| c.abs_diff(240) <= 1), "{p:?}");
+    }
+
+    #[test]
+    fn noisy_image_is_pushed_down_to_the_highest_quality_that_fits() {
+        let img = grainy(648, 648, 48);
+        let params = JpegParams::default();
+        assert!(
+            encode_jpeg(&img, 95).expect("encodes").len() > params.max_bytes,
+            "test image must not fit at max quality"
+        );
+        let jpeg = encode_jpeg_within(&img, &params).expect("fits at some quality");
+        assert!(jpeg.bytes.len() <= params.max_bytes);
+        assert!((params.min_quality..params.max_quality).contains(&jpeg.quality));
+        // Highest: one step up no longer fits.
+        let above = encode_jpeg(&img, jpeg.quality + 1).expect("encodes");
+        assert!(
+            above.len() > params.max_bytes,
+            "q{} fits too",
+            jpeg.quality + 1
+        );
+        // The bytes returned are the ones for that quality, and they decode.
+        assert_eq!(
+            jpeg.bytes,
+            encode_jpeg(&img, jpeg.quality).expect("encodes")
+        );
+        let back = decode_rgb(&jpeg.bytes);
+        assert_eq!(back.dimensions(), (648, 648));
+        // Content survives: the gradient's corners are where they were (noise averages out
+        // over a block).
+        let mean = |img: &RgbImage, x0: u32, y0: u32| -> f64 {
+            let mut sum = 0.0;
+            for y in y0..y0 + 16 {
+                for x in x0..x0 + 16 {
+                    sum += f64::from(img.get_pixel(x, y).0[0]);
+                }
+            }
+            sum / 256.0
+        };
+        for (x, y) in [(0, 0), (632, 632)] {
+            assert!((mean(&img, x, y) - mean(&back, x, y)).abs() < 6.0);
+        }
+    }
+
+    #[test]
+    fn real_photo_fits_the_active_directory_limit() {
+        let manifest = env!("CARGO_MANIFEST_DIR");
+        let bytes = [
+            format!("{manifest}/../../shared/testdata/astronaut.png"),
+            format!("{manifest}/../shared/testdata/astronaut.png"),
+        ]
+        .iter()
+        .find_map(|p| std::fs::read(p).ok())
+        .expect("astronaut.png next to the repo");
+        let photo = image::load_from_memory(&bytes).expect("decodes").to_rgb8();
+        let photo =
+            image::imageops::resize(&photo, 648, 648, image::imageops::FilterType::CatmullRom);
+        let jpeg = encode_jpeg_within(&photo, &JpegParams::default()).expect("fits");
+        assert!(jpeg.bytes.len() <= 101_376);
+        assert!(jpeg.quality >= 60, "quality {}", jpeg.quality);
+        assert_eq!(decode_rgb(&jpeg.bytes).dimensions(), (648, 648));
+    }
+
+    #[test]
+    fn impossible_budget_is_output_too_large() {
+        let img = grainy(648, 648, 48);
+        let params = JpegParams {
+            max_bytes: 500,
+            ..JpegParams::default()
+        };
+        let e = encode_jpeg_within(&img, &params).expect_err("cannot fit 500 bytes");
+        assert_eq!(e.code(), "output_too_large");
+        match e {
+            EncodeError::OutputTooLarge {
+                max_bytes,
+                min_quality,
+                bytes_at_min_quality,
+            } => {
+                assert_eq!((max_bytes, min_quality), (500, 30));
+                assert!(bytes_at_min_quality > 500);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn jpeg_size_grows_with_quality_on_a_photo_like_image() {
+        // The search's premise, checked on this codec: sizes are non-decreasing over the
+        // default range for a grainy image.
+        let img = grainy(256, 256, 40);
+        let p = JpegParams::default();
+        let sizes: Vec<(u8, usize)> = (p.min_quality..=p.max_quality)
+            .map(|q| (q, encode_jpeg(&img, q).expect("encodes").len()))
+            .collect();
+        for pair in sizes.windows(2) {
+            assert!(pair[0].1 <= pair[1].1, "{pair:?}");
+        }
+    }
+
+    #[test]
+    fn search_matches_brute_force_on_the_real_codec() {
+        // Every quality encoded once; the search then reads from that table, so all budgets
+        // between neighbouring sizes can be tried without re-encoding.
+        let img = grainy(256, 256, 40);
+        let p = JpegParams::default();
+        let files: Vec<(u8, Vec<u8>)> = (p.min_quality..=p.max_quality)
+            .map(|q| (q, encode_jpeg(&img, q).expect("encodes")))
+            .collect();
+        let lookup = |q: u8| {
+            files
+                .iter()
+                .find(|(fq, _)| *fq == q)
+                .map(|(_, bytes)| bytes.clone())
+                .ok_or(EncodeError::InvalidParams(p))
+        };
+        let mut budgets: Vec<usize> = files.iter().map(|(_, b)| b.len()).collect();
+        budgets.extend(files.iter().map(|(_, b)| b.len() - 1));
+        for max_bytes in budgets {
+            let params = JpegParams { max_bytes, ..p };
+            let want = files
+                .iter()
+                .filter(|(_, b)| b.len() <= max_bytes)
+                .map(|(q, _)| *q)
+                .max();
+            match (highest_fitting(&params, lookup), want) {
+                (Ok(jpeg), Some(q)) => assert_eq!(jpeg.quality, q, "budget {max_bytes}"),
+                (Err(e), None) => assert_eq!(e.code(), "output_too_large"),
+                (got, want) => panic!(
+                    "budget {max_bytes}: got {:?}, want {want:?}",
+                    got.map(|j| j.quality)
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn search_finds_the_boundary_on_every_monotonic_curve() {
+        // Synthetic size curve: size(q) = 1000 + 10·q. For every budget, the answer must be
+        // the largest q with size(q) ≤ budget, found within the promised number of encodes.
+        for (min_quality, max_quality) in [(1, 100), (40, 95), (50, 51), (70, 70)] {
+            for max_bytes in 900..=2100 {
+                let params = JpegParams {
+                    max_bytes,
+                    max_quality,
+                    min_quality,
+                };
+                let mut calls = 0;
+                let result = highest_fitting(&params, |q| {
+                    calls += 1;
+                    Ok(vec![0; 1000 + 10 * usize::from(q)])
+                });
+                let want = (min_quality..=max_quality)
+                    .rev()
+                    .find(|&q| 1000 + 10 * usize::from(q) <= max_bytes);
+                match (result, want) {
+                    (Ok(jpeg), Some(q)) => {
+                        assert_eq!(jpeg.quality, q);
+                        assert_eq!(jpeg.bytes.len(), 1000 + 10 * usize::from(q));
+                    }
+                    (Err(e), None) => assert_eq!(e.code(), "output_too_large"),
+                    (got, want) => panic!(
+                        "budget {max_bytes}: got {:?}, want {want:?}",
+                        got.map(|j| j.quality)
+                    ),
+                }
+                assert!(
+                    calls <= 9,
+                    "{calls} encodes for {min_quality}..={max_quality}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn search_never_returns_an_oversized_file_on_a_bumpy_curve() {
+        // A non-monotonic curve (dips at every 7th quality): whatever is returned must fit.
+        let size = |q: u8| 1000 + 10 * usize::from(q) - if q % 7 == 0 { 25 } else { 0 };
+        for max_bytes in 1000..=2000 {
+            let params = JpegParams {
+                max_bytes,
+                max_quality: 95,
+                min_quality: 10,
+            };
+            if let Ok(jpeg) = highest_fitting(&params, |q| Ok(vec![0; size(q)])) {
+                assert!(jpeg.bytes.len() <= max_bytes);
+                assert_eq!(jpeg.bytes.len(), size(jpeg.quality));
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_params_are_rejected() {
+        for params in [
+            JpegParams {
+                max_bytes: 0,
+                ..JpegParams::default()
+            },
+            JpegParams {
+                min_quality: 0,
+                ..JpegParams::default()
+            },
+            JpegParams {
+                max_quality: 101,
+                ..JpegParams::default()
+            },
+            JpegParams {
+                min_quality: 90,
+                max_quality: 80,
+                ..JpegParams::default()
+            },
+        ] {
+            let e = encode_jpeg_within(&RgbImage::new(8, 8), &params).expect_err("invalid");
+            assert_eq!(e.code(), "invalid_params", "{params:?}");
+        }
+    }
+
+    #[test]
+    fn empty_image_is_encode_failed() {
+        let e = encode_jpeg_within(&RgbImage::new(0, 0), &JpegParams::default())
+            .expect_err("nothing to encode");
+        assert_eq!(e.code(), "encode_failed");
+    }
+
+    #[test]
+    fn png_with_alpha_round_trips_exactly() {
+        let img = RgbaImage::from_fn(40, 30, |x, y| {
+            Rgba([
+                u8::try_from(x * 6).expect("u8"),
+                u8::try_from(y * 8).expect("u8"),
+                3,
+                u8::try_from(x * 6 + 10).expect("u8"),
+            ])
+        });
+        let png = encode_png(&img, true).expect("encodes");
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        assert_eq!(png[25], 6, "IHDR colour type 6 = RGBA");
+        let back = image::load_from_memory(&png).expect("decodes");
+        assert_eq!(back.color(), image::ColorType::Rgba8);
+        assert_eq!(back.to_rgba8(), img);
+    }
+
+    #[test]
+    fn png_without_alpha_is_rgb() {
+        let img = RgbaImage::from_fn(40, 30, |x, _| {
+            Rgba([u8::try_from(x).expect("u8"), 7, 9, 255])
+        });
+        let png = encode_png(&img, false).expect("encodes");
+        assert_eq!(png[25], 2, "IHDR colour type 2 = RGB");
+        let back = image::load_from_memory(&png).expect("decodes");
+        assert_eq!(back.color(), image::ColorType::Rgb8);
+        assert_eq!(back.to_rgb8().get_pixel(33, 5).0, [33, 7, 9]);
+    }
+
+    #[test]
+    fn error_codes_are_stable() {
+        assert_eq!(
+            EncodeError::OutputTooLarge {
+                max_bytes: 1,
+                min_quality: 1,
+                bytes_at_min_quality: 2
+            }
+            .code(),
+            "output_too_large"
+        );
+        assert_eq!(
+            EncodeError::InvalidParams(JpegParams::default()).code(),
+            "invalid_params"
+        );
+        assert_eq!(
+            EncodeError::Codec {
+                format: "png",
+                source: ImageError::IoError(std::io::ErrorKind::Other.into())
+            }
+            .code(),
+            "encode_failed"
+        );
+    }
+}

@@ -1,0 +1,351 @@
+//! `facecraft-worker serve`: the consumer loop.
+//!
+//! One loop reads from the stream only as many entries as it has free job slots, so a busy
+//! worker leaves work to others. Every job runs in its own task (a panic boundary), its CPU
+//! work on the blocking pool. On SIGTERM the loop stops reading, in-flight jobs finish within
+//! the drain timeout, and whatever is left unacked is taken over by another worker's reaper.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use facecraft_shared::error::{ErrorCode, JobError};
+use facecraft_shared::queue::{Consumer, Delivery, Queue, QueueError, Start};
+use facecraft_shared::store::ObjectStore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::ServeSettings;
+use crate::job::{run_job, JobFailure};
+
+/// Everything a job task needs.
+pub(crate) struct Ctx {
+    pub queue: Queue,
+    pub store: ObjectStore,
+    pub settings: ServeSettings,
+    pub name: String,
+    in_flight: Mutex<HashSet<String>>,
+}
+
+impl Ctx {
+    fn in_flight(&self) -> Vec<String> {
+        self.in_flight
+            .lock()
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+    fn track(&self, entry: &str, on: bool) {
+        if let Ok(mut s) = self.in_flight.lock() {
+            if on {
+                s.insert(entry.to_owned());
+            } else {
+                s.remove(entry);
+            }
+        }
+    }
+}
+
+/// Runs until `shutdown` resolves and in-flight jobs are drained.
+pub async fn serve<F>(settings: ServeSettings, shutdown: F) -> anyhow::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    settings
+        .validate()
+        .map_err(anyhow::Error::msg)
+        .context("invalid configuration")?;
+    let queue = Queue::new(&settings.redis, &settings.queue).context("building the redis pool")?;
+    let store = ObjectStore::new(&settings.s3)
+        .await
+        .context("building the S3 client")?;
+    let name = settings.consumer_name();
+    let concurrency = settings.concurrency();
+    tracing::info!(worker = %name, concurrency, "worker starting");
+
+    let stop = CancellationToken::new();
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutdown requested: no new jobs, draining in-flight ones");
+            stop.cancel();
+        });
+    }
+
+    let ctx = Arc::new(Ctx {
+        queue,
+        store,
+        name: name.clone(),
+        in_flight: Mutex::new(HashSet::new()),
+        settings,
+    });
+
+    // Redis may still be starting (compose, k8s): wait for it rather than crash-looping.
+    let Some(mut consumer) = connect(&ctx, &stop).await else {
+        return Ok(());
+    };
+
+    let renewer = tokio::spawn(renew_leases(ctx.clone()));
+    let permits = Arc::new(Semaphore::new(concurrency));
+    let mut tasks = JoinSet::new();
+    let mut last_reap: Option<Instant> = None;
+    let mut failures = 0u32;
+
+    while !stop.is_cancelled() {
+        let first = tokio::select! {
+            p = permits.clone().acquire_owned() => p.context("semaphore closed")?,
+            () = stop.cancelled() => break,
+        };
+        let free = 1 + permits.available_permits();
+        let batch = match next_batch(&ctx, &mut consumer, free, &mut last_reap).await {
+            Ok(b) => {
+                failures = 0;
+                b
+            }
+            Err(e) => {
+                failures += 1;
+                let wait = backoff(failures);
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "reading the queue failed");
+                drop(first);
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {},
+                    () = stop.cancelled() => break,
+                }
+                if let QueueError::Unavailable(_) | QueueError::Protocol(_) = e {
+                    match ctx.queue.consumer(&name).await {
+                        Ok(c) => consumer = c,
+                        Err(e) => tracing::warn!(error = %e, "reconnecting the reader failed"),
+                    }
+                }
+                continue;
+            }
+        };
+        let mut first = Some(first);
+        for d in batch {
+            let permit = match first.take() {
+                Some(p) => p,
+                // Only this loop takes permits, and it asked for no more entries than were free.
+                None => permits
+                    .clone()
+                    .try_acquire_owned()
+                    .context("job slots miscounted")?,
+            };
+            let span =
+                tracing::info_span!("job", job_id = tracing::field::Empty, entry = %d.entry_id);
+            tasks.spawn(handle(ctx.clone(), d, permit).instrument(span));
+        }
+        while let Some(res) = tasks.try_join_next() {
+            if let Err(e) = res {
+                tracing::error!(error = %e, "job task failed outside its panic boundary");
+            }
+        }
+    }
+
+    let left = tasks.len();
+    if left > 0 {
+        tracing::info!(
+            jobs = left,
+            timeout_secs = ctx.settings.drain_timeout_secs,
+            "draining"
+        );
+        let drained = tokio::time::timeout(ctx.settings.drain_timeout(), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                jobs = tasks.len(),
+                "drain timeout: leaving unfinished jobs to other workers"
+            );
+            tasks.abort_all();
+        }
+    }
+    renewer.abort();
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+async fn connect(ctx: &Ctx, stop: &CancellationToken) -> Option<Consumer> {
+    let mut failures = 0;
+    loop {
+        let attempt = async {
+            ctx.queue.ensure_group().await?;
+            ctx.queue.consumer(&ctx.name).await
+        };
+        match attempt.await {
+            Ok(c) => return Some(c),
+            Err(e) => {
+                failures += 1;
+                let wait = backoff(failures);
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "waiting for redis");
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {},
+                    () = stop.cancelled() => return None,
+                }
+            }
+        }
+    }
+}
+
+/// Up to `free` entries: first any whose worker died, then new ones.
+async fn next_batch(
+    ctx: &Ctx,
+    consumer: &mut Consumer,
+    free: usize,
+    last_reap: &mut Option<Instant>,
+) -> Result<Vec<Delivery>, QueueError> {
+    let mut batch = Vec::new();
+    if last_reap.is_none_or(|t| t.elapsed() >= ctx.settings.reap_interval()) {
+        *last_reap = Some(Instant::now());
+        let promoted = ctx.queue.promote_due(1000).await?;
+        if promoted > 0 {
+            tracing::debug!(promoted, "retries moved back to the stream");
+        }
+        batch = ctx.queue.reclaim(&ctx.name, free).await?;
+        if !batch.is_empty() {
+            tracing::info!(entries = batch.len(), "took over jobs whose lease expired");
+        }
+    }
+    if batch.len() < free {
+        // Short block while retries wait, so they are promoted on time.
+        batch.extend(
+            consumer
+                .read(free - batch.len(), ctx.settings.read_block())
+                .await?,
+        );
+    }
+    Ok(batch)
+}
+
+fn backoff(failures: u32) -> Duration {
+    let ms = 200u64.saturating_mul(1 << failures.min(6)).min(10_000);
+    Duration::from_millis(ms / 2 + fastrand::u64(0..=ms / 2))
+}
+
+/// Keeps the leases of in-flight entries fresh so no reaper takes them over.
+async fn renew_leases(ctx: Arc<Ctx>) {
+    let every = ctx.settings.queue.lease_timeout() / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        let entries = ctx.in_flight();
+        if let Err(e) = ctx.queue.renew(&ctx.name, &entries).await {
+            tracing::warn!(error = %e, entries = entries.len(), "lease renewal failed");
+        }
+    }
+}
+
+/// One delivery, start to ack. Never panics outward: the pipeline runs in its own task.
+async fn handle(ctx: Arc<Ctx>, d: Delivery, _permit: OwnedSemaphorePermit) {
+    let Some(job_id) = d.job_id else {
+        tracing::warn!("stream entry without a job id: discarding");
+        let _ = with_retry(&ctx, "discard", || ctx.queue.discard(&d)).await;
+        return;
+    };
+    tracing::Span::current().record("job_id", tracing::field::display(&job_id));
+    ctx.track(&d.entry_id, true);
+    let Some(start) = with_retry(&ctx, "start", || ctx.queue.start(&d, &job_id, &ctx.name)).await
+    else {
+        ctx.track(&d.entry_id, false);
+        return;
+    };
+    match start {
+        Start::Skip(reason) => tracing::info!(reason = %reason, "job already ended: entry acked"),
+        Start::Dead { job, attempts } => {
+            let err = JobError::new(
+                ErrorCode::WorkerCrashed,
+                format!(
+                    "processing started {} times without finishing (the worker died or was killed each time); gave up",
+                    attempts.saturating_sub(1)
+                ),
+            );
+            tracing::error!(code = %err.code, "job is dead");
+            with_retry(&ctx, "dead", || {
+                ctx.queue.dead(&d, &job_id, job.as_deref(), &err)
+            })
+            .await;
+        }
+        Start::Run {
+            job,
+            attempts,
+            retries,
+        } => {
+            tracing::info!(attempts, "job started");
+            let started = Instant::now();
+            let outcome = tokio::spawn(run_job(ctx.clone(), *job)).await;
+            let ms = started.elapsed().as_millis() as u64;
+            match outcome {
+                Ok(Ok(result)) => {
+                    tracing::info!(ms, "job succeeded");
+                    with_retry(&ctx, "succeed", || ctx.queue.succeed(&d, &job_id, &result)).await;
+                }
+                Ok(Err(JobFailure::Cancelled)) => {
+                    tracing::info!("job cancelled while running");
+                    with_retry(&ctx, "cancelled", || ctx.queue.cancelled(&d, &job_id)).await;
+                }
+                Ok(Err(JobFailure::Error(err))) if err.code.is_transient() => {
+                    if retries >= ctx.settings.max_retries {
+                        tracing::error!(code = %err.code, retries, "transient failures exhausted the retries");
+                        let err = JobError::new(
+                            err.code,
+                            format!("gave up after {retries} retries: {}", err.message),
+                        );
+                        with_retry(&ctx, "dead", || ctx.queue.dead(&d, &job_id, None, &err)).await;
+                    } else {
+                        let delay = ctx.settings.queue.retry_delay(retries + 1);
+                        tracing::warn!(code = %err.code, error = %err.message, retry_in_ms = delay.as_millis() as u64, "transient failure: retrying");
+                        with_retry(&ctx, "retry", || ctx.queue.retry(&d, &job_id, &err, delay))
+                            .await;
+                    }
+                }
+                Ok(Err(JobFailure::Error(err))) => {
+                    tracing::info!(code = %err.code, error = %err.message, ms, "job failed");
+                    with_retry(&ctx, "fail", || ctx.queue.fail(&d, &job_id, &err)).await;
+                }
+                Err(join) => {
+                    // A panic would repeat on every delivery; fail the job instead of killing more workers.
+                    let what = if join.is_panic() {
+                        "panicked"
+                    } else {
+                        "was aborted"
+                    };
+                    tracing::error!(error = %join, "job task {what}");
+                    let err = JobError::new(
+                        ErrorCode::Internal,
+                        format!("the pipeline {what} on this input"),
+                    );
+                    with_retry(&ctx, "fail", || ctx.queue.fail(&d, &job_id, &err)).await;
+                }
+            }
+        }
+    }
+    ctx.track(&d.entry_id, false);
+}
+
+/// Retries a queue write through a short Redis outage. Gives up after about a minute: the
+/// entry then stays pending and is taken over after its lease, so nothing is lost.
+async fn with_retry<T, F, Fut>(ctx: &Ctx, what: &str, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, QueueError>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60).max(ctx.settings.queue.lease_timeout());
+    let mut failures = 0;
+    loop {
+        match f().await {
+            Ok(v) => return Some(v),
+            Err(e) if Instant::now() < deadline => {
+                failures += 1;
+                tracing::warn!(error = %e, op = what, "queue write failed: retrying");
+                tokio::time::sleep(backoff(failures)).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, op = what, "queue write failed: leaving the entry for the reaper");
+                return None;
+            }
+        }
+    }
+}
