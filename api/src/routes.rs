@@ -180,7 +180,7 @@ async fn create_job(
         let body = Bytes::from_request(req, &())
             .await
             .map_err(|e| body_error(e.status(), e.body_text()))?;
-        let r: JobRequest = serde_json::from_slice(&body).map_err(|e| json_error(&e))?;
+        let r: JobRequest = parse_json(&body)?;
         let bucket = r
             .input
             .bucket
@@ -264,27 +264,22 @@ async fn create_job(
         idempotency_key,
         created_at_ms: now_ms(),
     };
-    let enqueued = state.queue.enqueue(&job).await?;
-    let status = state
-        .queue
-        .status(&enqueued.id(), Some(&tenant))
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                ErrorCode::Internal,
-                "job vanished after enqueue",
-            )
-        })?;
-    let code = match enqueued {
+    let (code, status) = match state.queue.enqueue(&job).await? {
         Enqueued::Created(_) => {
             tracing::info!(job_id = %job.id, tenant = %tenant, "job enqueued");
-            StatusCode::ACCEPTED
+            (StatusCode::ACCEPTED, JobStatus::queued(&job))
         }
-        Enqueued::Existing(_) => StatusCode::OK,
+        Enqueued::Existing(existing) => {
+            let status = state
+                .queue
+                .status(&existing, Some(&tenant))
+                .await?
+                .ok_or_else(|| ApiError::not_found("job of this idempotency key"))?;
+            (StatusCode::OK, status)
+        }
     };
     let location = format!("/v1/jobs/{}", status.id);
-    let mut resp = (code, Json(StatusBody::from(status))).into_response();
+    let mut resp = (code, Json(status)).into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
         resp.headers_mut().insert(header::LOCATION, v);
     }
@@ -303,14 +298,13 @@ fn body_error(status: StatusCode, text: String) -> ApiError {
     }
 }
 
-fn json_error(e: &serde_json::Error) -> ApiError {
-    let msg = e.to_string();
-    // Params problems get their own code so clients can tell a typo from garbage.
-    if msg.contains("unknown field") || msg.contains("unknown variant") || msg.contains("invalid") {
-        ApiError::bad_request(ErrorCode::InvalidParams, msg)
-    } else {
-        invalid(format!("malformed JSON: {msg}"))
-    }
+/// Parses a JSON body in two steps so clients can tell broken JSON (`invalid_request`) from a
+/// well-formed request with wrong fields or values (`invalid_params`).
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| invalid(format!("malformed JSON: {e}")))?;
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidParams, e.to_string()))
 }
 
 /// Multipart fields: the image, an optional `params` JSON object, and single params as fields.
@@ -416,19 +410,6 @@ fn sanitize_filename(name: Option<&str>) -> String {
     }
 }
 
-/// Status as served: the record, with presigned URLs on the result objects.
-#[derive(Serialize)]
-struct StatusBody {
-    #[serde(flatten)]
-    status: JobStatus,
-}
-
-impl From<JobStatus> for StatusBody {
-    fn from(status: JobStatus) -> Self {
-        Self { status }
-    }
-}
-
 fn parse_id(id: &str) -> Result<JobId, ApiError> {
     JobId::parse(id).ok_or_else(|| ApiError::not_found("job"))
 }
@@ -447,7 +428,7 @@ async fn get_job(
     State(state): State<Shared>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<StatusBody>, ApiError> {
+) -> Result<Json<JobStatus>, ApiError> {
     let mut status = load(&state, &headers, &id).await?;
     if let Some(result) = status.result.as_mut() {
         for out in &mut result.outputs {
@@ -458,7 +439,7 @@ async fn get_job(
             out.url = Some(state.store.presign_get(&obj).await?);
         }
     }
-    Ok(Json(StatusBody::from(status)))
+    Ok(Json(status))
 }
 
 async fn cancel_job(
@@ -482,7 +463,7 @@ async fn cancel_job(
     };
     tracing::info!(job_id = %job_id, "cancel requested");
     let status = load(&state, &headers, &id).await?;
-    Ok((code, Json(StatusBody::from(status))).into_response())
+    Ok((code, Json(status)).into_response())
 }
 
 async fn get_result(
@@ -544,7 +525,7 @@ async fn create_upload(
     let req: UploadRequest = if body.is_empty() {
         UploadRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| invalid(format!("malformed JSON: {e}")))?
+        parse_json(&body)?
     };
     if let Some(ct) = &req.content_type {
         if !ct.starts_with("image/") || ct.len() > 100 {

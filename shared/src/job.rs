@@ -485,6 +485,30 @@ pub struct JobStatus {
     pub tenant: String,
 }
 
+impl JobStatus {
+    /// The record of a job just enqueued.
+    pub fn queued(job: &Job) -> Self {
+        let at = rfc3339_ms(job.created_at_ms);
+        Self {
+            id: job.id,
+            state: JobState::Queued,
+            attempts: 0,
+            progress: None,
+            created_at: at.clone(),
+            updated_at: at,
+            started_at: None,
+            finished_at: None,
+            cancel_requested: None,
+            input: job.input.clone(),
+            params: job.params.clone(),
+            output: job.output.clone(),
+            error: None,
+            result: None,
+            tenant: job.tenant.clone(),
+        }
+    }
+}
+
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

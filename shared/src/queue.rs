@@ -207,7 +207,7 @@ return 'ok'
 const CANCEL: &str = r"
 local state = redis.call('HGET', KEYS[1], 'state')
 if (not state) or redis.call('HGET', KEYS[1], 'tenant') ~= ARGV[1] then return 'not_found' end
-if terminal(state) then return state end
+if terminal(state) then return 'terminal:' .. state end
 if state == 'queued' then
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[3], 'updated_at', ARGV[3])
   redis.call('EXPIRE', KEYS[1], ARGV[4])
@@ -481,7 +481,9 @@ impl Queue {
             "cancelled" => CancelOutcome::Cancelled,
             "cancelling" => CancelOutcome::Cancelling,
             other => CancelOutcome::AlreadyTerminal(
-                JobState::parse(other)
+                other
+                    .strip_prefix("terminal:")
+                    .and_then(JobState::parse)
                     .ok_or_else(|| QueueError::Protocol(format!("cancel answered `{other}`")))?,
             ),
         })

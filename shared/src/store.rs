@@ -210,6 +210,29 @@ impl ObjectStore {
         Ok(())
     }
 
+    /// Keys under `prefix`, at most `limit` of them.
+    pub async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        limit: i32,
+    ) -> Result<Vec<String>, StoreError> {
+        let resp = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .max_keys(limit)
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk(e, None))?;
+        Ok(resp
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect())
+    }
+
     fn presigning(&self) -> Result<PresigningConfig, StoreError> {
         PresigningConfig::expires_in(self.presign_expiry)
             .map_err(|e| StoreError::Config(e.to_string()))

@@ -104,11 +104,12 @@ pub enum ComposeError {
 }
 
 impl ComposeError {
-    /// Stable snake_case code for HTTP bodies and failed-job records.
+    /// Stable snake_case code for HTTP bodies and failed-job records (names from
+    /// `facecraft_shared::error::ErrorCode`).
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidSize { .. } => "invalid_params",
-            Self::MaskSizeMismatch { .. } => "internal_error",
+            Self::MaskSizeMismatch { .. } => "internal",
         }
     }
 }
@@ -478,9 +479,10 @@ mod tests {
             })
         };
         for (w, tolerance) in [(400, 3), (700, 3), (90, 10), (161, 10)] {
-            let out = letterbox(&step(w, 8), &params(200, 200, Background::Color(GREY)));
+            let out = letterbox(&step(w, 8), &params(200, 200, Background::Transparent));
             let (lo, hi) = out
                 .pixels()
+                .filter(|p| p.0[3] != 0)
                 .map(|p| p.0[0])
                 .fold((255, 0), |(lo, hi), v| (lo.min(v), hi.max(v)));
             assert!(
@@ -626,7 +628,7 @@ mod tests {
             Background::Transparent,
         )
         .expect_err("size mismatch");
-        assert_eq!(e.code(), "internal_error");
+        assert_eq!(e.code(), "internal");
     }
 
     #[test]

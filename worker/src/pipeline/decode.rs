@@ -140,7 +140,8 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
-    /// Stable snake_case code for HTTP bodies and failed-job records.
+    /// Stable snake_case code for HTTP bodies and failed-job records (names from
+    /// `facecraft_shared::error::ErrorCode`).
     pub fn code(&self) -> &'static str {
         match self {
             Self::Empty
@@ -177,7 +178,8 @@ pub fn decode(bytes: &[u8], params: &DecodeParams) -> Result<Decoded, DecodeErro
         });
     }
 
-    let reader = ImageReader::new(Cursor::new(bytes))
+    // Sniffing reads 16 bytes from memory; its I/O error cannot really happen.
+    let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| DecodeError::Corrupt {
             format: "unknown",
@@ -193,6 +195,7 @@ pub fn decode(bytes: &[u8], params: &DecodeParams) -> Result<Decoded, DecodeErro
     if !image_format.reading_enabled() {
         return Err(DecodeError::UnsupportedFormat { format });
     }
+
     // Constructing the decoder parses only the header (the JPEG codec also copies the input,
     // which `max_bytes` bounds). The dimension limits go to the codec only after our own
     // check, so that an oversized header is reported with its dimensions; the codec then
@@ -203,7 +206,6 @@ pub fn decode(bytes: &[u8], params: &DecodeParams) -> Result<Decoded, DecodeErro
         limits.max_image_width.take(),
         limits.max_image_height.take(),
     );
-    let mut reader = reader;
     reader.limits(limits.clone());
     let mut decoder = reader.into_decoder().map_err(|e| codec_error(e, format))?;
 
@@ -777,6 +779,35 @@ mod tests {
     }
 
     #[test]
+    fn gif_frame_larger_than_its_screen_hits_the_memory_limit() {
+        // The logical screen is small and passes the header check, but the frame descriptor
+        // claims 65 535 × 65 535: only the codec's allocation limit can catch this one.
+        let frame = Frame::new(RgbaImage::from_pixel(40, 40, Rgba([9, 9, 9, 255])));
+        let mut gif = Vec::new();
+        GifEncoder::new(&mut gif)
+            .encode_frame(frame)
+            .expect("gif encode");
+        // Walk the blocks (GIF89a spec): header 6, screen descriptor 7, global colour
+        // table if flagged, then extensions (0x21 label, sub-blocks) until 0x2C.
+        let mut pos = 13;
+        if gif[10] & 0x80 != 0 {
+            pos += 3 << ((gif[10] & 0x07) + 1);
+        }
+        while gif[pos] == 0x21 {
+            pos += 2;
+            while gif[pos] != 0 {
+                pos += usize::from(gif[pos]) + 1;
+            }
+            pos += 1;
+        }
+        assert_eq!(gif[pos], 0x2C, "image descriptor");
+        gif[pos + 5..pos + 7].copy_from_slice(&65_535u16.to_le_bytes());
+        gif[pos + 7..pos + 9].copy_from_slice(&65_535u16.to_le_bytes());
+        let e = assert_code(decode(&gif, &params()), "image_too_large");
+        assert!(matches!(e, DecodeError::OverMemoryLimit { .. }), "{e:?}");
+    }
+
+    #[test]
     fn long_strip_is_rejected_by_the_side_limit() {
         // 12 001 × 40 is only 480 kP, under the pixel limit, but over the side limit.
         let img = DynamicImage::ImageLuma8(GrayImage::from_pixel(12_001, 40, Luma([7])));
@@ -805,9 +836,10 @@ mod tests {
         for (w, h) in [(31, 400), (400, 31), (1, 1)] {
             let img = DynamicImage::ImageRgb8(RgbImage::new(w, h));
             let e = assert_code(decode(&png_bytes(&img), &params()), "image_too_small");
-            assert!(
-                matches!(e, DecodeError::TooSmall { width, height, min: 32 } if width == w && height == h)
-            );
+            let DecodeError::TooSmall { width, height, min } = e else {
+                panic!("unexpected {e:?}");
+            };
+            assert_eq!((width, height, min), (w, h, 32));
         }
         let img = DynamicImage::ImageRgb8(RgbImage::new(32, 32));
         assert!(decode(&png_bytes(&img), &params()).is_ok());

@@ -87,12 +87,14 @@ pub enum EncodeError {
 }
 
 impl EncodeError {
-    /// Stable snake_case code for HTTP bodies and failed-job records.
+    /// Stable snake_case code for HTTP bodies and failed-job records (names from
+    /// `facecraft_shared::error::ErrorCode`).
     pub fn code(&self) -> &'static str {
         match self {
             Self::OutputTooLarge { .. } => "output_too_large",
             Self::InvalidParams(_) => "invalid_params",
-            Self::Codec { .. } => "encode_failed",
+            // The composed canvas is ours, so a codec failure is our bug, not the request's.
+            Self::Codec { .. } => "internal",
         }
     }
 }
@@ -137,12 +139,11 @@ pub fn encode_png(img: &RgbaImage, keep_alpha: bool) -> Result<Vec<u8>, EncodeEr
 /// Encodes `img` as a baseline JPEG at the highest quality in
 /// `params.min_quality..=params.max_quality` whose file fits `params.max_bytes`.
 ///
-/// Tries `max_quality` first (most portraits fit at once), then binary-searches, so a
-/// search costs at most ⌈log₂(range)⌉ + 2 encodes (8 with the defaults, about 10 ms each for
-/// 648² in release). JPEG size grows
-/// with quality almost everywhere but not strictly at every step; the search assumes
-/// monotonicity, so in a rare non-monotonic spot it may return a quality one or two below
-/// the true highest fitting one — never one that does not fit.
+/// Tries `max_quality` first (most portraits fit at once), then binary-searches, so a search
+/// costs at most ⌈log₂(range)⌉ + 2 encodes (8 with the defaults). JPEG size grows with
+/// quality almost everywhere but not strictly at every step; the search assumes it does, so
+/// at a rare non-monotonic spot it may return a quality a step or two below the true highest
+/// fitting one — never one that does not fit.
 pub fn encode_jpeg_within(img: &RgbImage, params: &JpegParams) -> Result<EncodedJpeg, EncodeError> {
     params.validate()?;
     let encode = |quality: u8| encode_jpeg(img, quality);
@@ -482,10 +483,10 @@ mod tests {
     }
 
     #[test]
-    fn empty_image_is_encode_failed() {
+    fn empty_image_is_an_internal_error() {
         let e = encode_jpeg_within(&RgbImage::new(0, 0), &JpegParams::default())
             .expect_err("nothing to encode");
-        assert_eq!(e.code(), "encode_failed");
+        assert_eq!(e.code(), "internal");
     }
 
     #[test]
@@ -539,7 +540,7 @@ mod tests {
                 source: ImageError::IoError(std::io::ErrorKind::Other.into())
             }
             .code(),
-            "encode_failed"
+            "internal"
         );
     }
 }

@@ -1,0 +1,392 @@
+//! Test harness: a real redis-server and a real S3 server (started by `scripts/dev-stack run`,
+//! which exports their addresses), the API in-process on a free port, workers as real
+//! processes, and a TCP proxy in front of S3 that can stall or refuse connections.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use facecraft_shared::config::QueueSettings;
+use facecraft_shared::queue::Queue;
+use facecraft_shared::store::ObjectStore;
+use serde_json::Value;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests through `scripts/dev-stack run cargo test --workspace`")
+    })
+}
+
+pub fn testdata(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/testdata")
+        .join(name)
+}
+
+/// Everything one test owns: its own Redis prefix and bucket, an API, and the workers it starts.
+pub struct Stack {
+    pub prefix: String,
+    pub bucket: String,
+    pub api: String,
+    pub http: reqwest::Client,
+    pub queue: Queue,
+    pub store: ObjectStore,
+    pub s3_proxy: S3Proxy,
+    api_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Extra env for worker processes.
+    pub worker_env: Vec<(String, String)>,
+}
+
+pub struct StackOptions {
+    pub lease_ms: u64,
+    pub max_deliveries: u32,
+    pub retry_base_ms: u64,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            lease_ms: 2_000,
+            max_deliveries: 5,
+            retry_base_ms: 200,
+        }
+    }
+}
+
+impl Stack {
+    pub async fn start(opts: StackOptions) -> Self {
+        let short = uuid::Uuid::now_v7().simple().to_string();
+        let prefix = format!("test-{short}");
+        let bucket = format!("t{}", &short[short.len() - 16..]);
+        let redis_url = env("FACECRAFT_REDIS_URL");
+        let endpoint = env("FACECRAFT_S3_ENDPOINT");
+        let settings = facecraft_api::Settings::try_parse_from([
+            "facecraft-api",
+            "--addr",
+            "127.0.0.1:0",
+            "--redis-url",
+            &redis_url,
+            "--redis-prefix",
+            &prefix,
+            "--s3-endpoint",
+            &endpoint,
+            "--s3-bucket",
+            &bucket,
+            "--max-upload-bytes",
+            "5000000",
+        ])
+        .unwrap();
+        let queue_settings = QueueSettings {
+            lease_timeout_ms: opts.lease_ms,
+            max_deliveries: opts.max_deliveries,
+            retry_base_ms: opts.retry_base_ms,
+            retry_max_ms: 2_000,
+            ..QueueSettings::default()
+        };
+        let queue = Queue::new(&settings.redis, &queue_settings).unwrap();
+        let store = ObjectStore::new(&settings.s3).await.unwrap();
+        store.ensure_bucket(&bucket).await.unwrap();
+        let app = facecraft_api::Application::build(settings).await.unwrap();
+        let api = format!("http://127.0.0.1:{}", app.port());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        }));
+
+        let s3_proxy = S3Proxy::start(&endpoint).await;
+        let worker_env = vec![
+            ("FACECRAFT_REDIS_URL".into(), redis_url),
+            ("FACECRAFT_REDIS_PREFIX".into(), prefix.clone()),
+            ("FACECRAFT_S3_ENDPOINT".into(), s3_proxy.endpoint()),
+            ("FACECRAFT_S3_BUCKET".into(), bucket.clone()),
+            ("FACECRAFT_S3_TIMEOUT_SECS".into(), "5".into()),
+            (
+                "FACECRAFT_LEASE_TIMEOUT_MS".into(),
+                opts.lease_ms.to_string(),
+            ),
+            (
+                "FACECRAFT_MAX_DELIVERIES".into(),
+                opts.max_deliveries.to_string(),
+            ),
+            (
+                "FACECRAFT_RETRY_BASE_MS".into(),
+                opts.retry_base_ms.to_string(),
+            ),
+            ("FACECRAFT_RETRY_MAX_MS".into(), "2000".into()),
+            ("FACECRAFT_READ_BLOCK_MS".into(), "300".into()),
+            ("FACECRAFT_REAP_INTERVAL_MS".into(), "300".into()),
+            ("FACECRAFT_WORKER_CONCURRENCY".into(), "2".into()),
+            ("FACECRAFT_LOG_FORMAT".into(), "text".into()),
+            ("RUST_LOG".into(), "info".into()),
+        ];
+        Self {
+            prefix,
+            bucket,
+            api,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            queue,
+            store,
+            s3_proxy,
+            api_stop: Some(tx),
+            worker_env,
+        }
+    }
+
+    pub fn spawn_worker(&self, name: &str) -> Worker {
+        let log = std::env::temp_dir().join(format!("{}-{name}.log", self.prefix));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_facecraft-worker"))
+            .arg("serve")
+            .envs(
+                self.worker_env
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            )
+            .env("FACECRAFT_WORKER_NAME", name)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        Worker {
+            child: Some(child),
+            log,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.api)
+    }
+
+    /// Submits an image as multipart; returns (HTTP status, body).
+    pub async fn submit_bytes(&self, bytes: Vec<u8>, fields: &[(&str, &str)]) -> (u16, Value) {
+        let mut form = reqwest::multipart::Form::new().part(
+            "image",
+            reqwest::multipart::Part::bytes(bytes).file_name("photo.png"),
+        );
+        for (k, v) in fields {
+            form = form.text((*k).to_owned(), (*v).to_owned());
+        }
+        let resp = self
+            .http
+            .post(self.url("/v1/jobs"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn submit_json(&self, body: Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(self.url("/v1/jobs"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn status(&self, id: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .get(self.url(&format!("/v1/jobs/{id}")))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls until the job's state is one of `states`; panics with the last record after `within`.
+    pub async fn wait_for(&self, id: &str, states: &[&str], within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let (_, body) = self.status(id).await;
+            if states.contains(&body["state"].as_str().unwrap_or_default()) {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {id} never reached {states:?}; last: {body:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn put_input(&self, key: &str, bytes: Vec<u8>) {
+        let obj = facecraft_shared::job::ObjectRef {
+            bucket: self.bucket.clone(),
+            key: key.to_owned(),
+        };
+        self.store
+            .put(&obj, bytes.into(), "application/octet-stream")
+            .await
+            .unwrap();
+    }
+
+    pub async fn get_object(&self, key: &str) -> Option<bytes::Bytes> {
+        let obj = facecraft_shared::job::ObjectRef {
+            bucket: self.bucket.clone(),
+            key: key.to_owned(),
+        };
+        match self.store.get(&obj, 100_000_000).await {
+            Ok(b) => Some(b),
+            Err(facecraft_shared::store::StoreError::NotFound { .. }) => None,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Some(tx) = self.api_stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A worker process; killed when dropped.
+pub struct Worker {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Worker {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    pub fn sigterm(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for the process to exit on its own.
+    pub async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        let child = self.child.as_mut().unwrap();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker did not exit; log:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill9();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// What the proxy does with new connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    Pass,
+    /// Accept and hold until the mode changes back to `Pass`: a hung server.
+    Stall,
+    /// Accept and close at once: a server that is down.
+    Refuse,
+}
+
+/// TCP proxy in front of the S3 server, to inject outages without stopping the shared server.
+pub struct S3Proxy {
+    port: u16,
+    mode: Arc<watch::Sender<ProxyMode>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl S3Proxy {
+    pub async fn start(upstream: &str) -> Self {
+        let upstream = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, _) = watch::channel(ProxyMode::Pass);
+        let mode = Arc::new(tx);
+        let m = mode.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut rx = m.subscribe();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let current = *rx.borrow_and_update();
+                        match current {
+                            ProxyMode::Refuse => return,
+                            ProxyMode::Stall => {
+                                if rx.changed().await.is_err() {
+                                    return;
+                                }
+                            }
+                            ProxyMode::Pass => break,
+                        }
+                    }
+                    let Ok(mut out) = TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                });
+            }
+        });
+        Self { port, mode, task }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn set(&self, mode: ProxyMode) {
+        self.mode.send_replace(mode);
+    }
+}
+
+impl Drop for S3Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Decodes an encoded image.
+pub fn decode(bytes: &[u8]) -> image::RgbaImage {
+    image::load_from_memory(bytes).unwrap().to_rgba8()
+}
