@@ -15,3 +15,4 @@
 pub mod compose;
 pub mod decode;
 pub mod encode;
+pub mod face;
