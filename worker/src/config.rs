@@ -68,6 +68,8 @@ pub struct ServeSettings {
     #[command(flatten)]
     pub limits: LimitSettings,
     #[command(flatten)]
+    pub engines: crate::engines::EngineSettings,
+    #[command(flatten)]
     pub redis: RedisSettings,
     #[command(flatten)]
     pub s3: S3Settings,
@@ -81,6 +83,7 @@ impl ServeSettings {
         self.s3.validate()?;
         self.queue.validate()?;
         self.limits.validate()?;
+        self.engines.validate()?;
         if self.concurrency == Some(0) {
             return Err("FACECRAFT_WORKER_CONCURRENCY must be at least 1".into());
         }

@@ -74,8 +74,9 @@ pub(crate) async fn run_job(ctx: Arc<Ctx>, job: Job) -> Result<JobResult, JobFai
     let params = job.params.clone();
     let limits = ctx.settings.limits.decode_params();
     let flag = cancelled.clone();
+    let engines = ctx.engines.clone();
     let rendered = tokio::task::spawn_blocking(move || {
-        portrait::render(&input, &params, &limits, &mut |stage| {
+        portrait::render(&input, &params, &limits, &engines, &mut |stage| {
             let _ = tx.try_send(stage);
             !flag.load(Ordering::SeqCst)
         })

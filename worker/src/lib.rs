@@ -2,6 +2,7 @@
 //! pipeline over local files (`process`).
 
 pub mod config;
+pub mod engines;
 mod job;
 pub mod pipeline;
 pub mod portrait;

@@ -1,22 +1,37 @@
 //! From input bytes to encoded portraits: the stages of DESIGN §6 in order, each timed and
 //! reported. Pure CPU work; callers run it on a blocking thread.
 //!
-//! The face stages (detect, landmarks, align, segment, crop, enhance) slot in between
-//! `decode` and `compose`.
+//! decode → detect → landmarks → align → crop → segment → enhance → compose → encode.
+//! Segmentation runs on the head-and-shoulders crop rather than the whole photo: U²-Net sees
+//! 320×320 pixels, so giving it the person instead of a wide scene keeps the matte sharp.
 
 use std::time::Instant;
 
-use facecraft_shared::job::{FaceInfo, Format, JobParams};
+use facecraft_shared::job::{FaceBox, FaceInfo, FacePolicy, Format, JobParams};
 use facecraft_shared::ErrorCode;
+use image::imageops::{self, FilterType};
+use image::{DynamicImage, RgbImage, RgbaImage};
 
+use crate::engines::Engines;
+use crate::pipeline::align::{self, Affine, AlignParams};
 use crate::pipeline::compose::{self, Background, ComposeParams};
+use crate::pipeline::confirm::{self, ConfirmParams};
+use crate::pipeline::crop::{self, CropError, CropParams};
 use crate::pipeline::decode::{self, DecodeError, DecodeParams};
 use crate::pipeline::encode::{self, EncodeError, JpegParams};
+use crate::pipeline::enhance::{self, EnhanceError, EnhanceParams};
+use crate::pipeline::face::{Detection, EngineError, FaceDetector, FaceLandmarks, Rect};
 
 /// A stage boundary, with the share of the work done when it starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     Decode,
+    Detect,
+    Landmarks,
+    Align,
+    Crop,
+    Segment,
+    Enhance,
     Compose,
     Encode,
 }
@@ -25,6 +40,12 @@ impl Stage {
     pub const fn name(self) -> &'static str {
         match self {
             Self::Decode => "decode",
+            Self::Detect => "detect",
+            Self::Landmarks => "landmarks",
+            Self::Align => "align",
+            Self::Crop => "crop",
+            Self::Segment => "segment",
+            Self::Enhance => "enhance",
             Self::Compose => "compose",
             Self::Encode => "encode",
         }
@@ -32,8 +53,14 @@ impl Stage {
 
     pub const fn percent(self) -> u8 {
         match self {
-            Self::Decode => 15,
-            Self::Compose => 70,
+            Self::Decode => 10,
+            Self::Detect => 20,
+            Self::Landmarks => 35,
+            Self::Align => 40,
+            Self::Crop => 45,
+            Self::Segment => 50,
+            Self::Enhance => 70,
+            Self::Compose => 75,
             Self::Encode => 80,
         }
     }
@@ -62,6 +89,18 @@ pub enum RenderError {
     #[error(transparent)]
     Decode(#[from] DecodeError),
     #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("no face was found in the image")]
+    NoFace,
+    #[error("{0} faces were found; the job asks for exactly one (face_policy=error)")]
+    MultipleFaces(usize),
+    #[error(transparent)]
+    Crop(#[from] CropError),
+    #[error(transparent)]
+    Enhance(#[from] EnhanceError),
+    #[error(transparent)]
+    Compose(#[from] compose::ComposeError),
+    #[error(transparent)]
     Encode(#[from] EncodeError),
     #[error("cancelled")]
     Cancelled,
@@ -71,10 +110,48 @@ impl RenderError {
     pub fn code(&self) -> ErrorCode {
         let name = match self {
             Self::Decode(e) => e.code(),
+            Self::Engine(e) => e.code(),
+            Self::NoFace => "no_face_detected",
+            Self::MultipleFaces(_) => "multiple_faces",
+            Self::Crop(e) => e.code(),
+            Self::Enhance(e) => e.code(),
+            Self::Compose(e) => e.code(),
             Self::Encode(e) => e.code(),
-            Self::Cancelled => return ErrorCode::Internal,
+            Self::Cancelled => "internal",
         };
         ErrorCode::from_code(name).unwrap_or(ErrorCode::Internal)
+    }
+}
+
+/// Detection runs on a copy no larger than this (longest side): detectors cost time per
+/// pixel, and a face too small to find at this size is too small for a portrait anyway.
+const DETECT_MAX_SIDE: u32 = 1600;
+/// Rolls tried, in order, when nothing is found upright: frontal detectors (dlib HOG is
+/// trained on faces within about ±15° of roll) miss more tilted faces.
+const RETRY_ROLLS_DEG: [f32; 4] = [-25.0, 25.0, -45.0, 45.0];
+/// Oval feather as a share of the shorter output side: wide enough to look soft on a
+/// 648-px portrait (26 px), narrow enough to keep the shoulders.
+const OVAL_FEATHER: f32 = 0.04;
+
+/// A confirmed face: its box as the detector saw it (centre in photo pixels, size in the
+/// detector's own upright frame), and landmarks in photo pixels.
+#[derive(Debug, Clone)]
+struct Face {
+    center: [f32; 2],
+    width: f32,
+    height: f32,
+    score: f32,
+    landmarks: FaceLandmarks,
+}
+
+impl Face {
+    fn rect_at(&self, center: [f32; 2]) -> Rect {
+        Rect {
+            x: center[0] - self.width / 2.0,
+            y: center[1] - self.height / 2.0,
+            width: self.width,
+            height: self.height,
+        }
     }
 }
 
@@ -84,53 +161,347 @@ pub fn render(
     bytes: &[u8],
     params: &JobParams,
     limits: &DecodeParams,
+    engines: &Engines,
     on_stage: &mut dyn FnMut(Stage) -> bool,
 ) -> Result<Portrait, RenderError> {
-    let mut timings = Vec::new();
-    let mut enter = |stage: Stage| {
-        if on_stage(stage) {
-            Ok(Instant::now())
-        } else {
-            Err(RenderError::Cancelled)
+    let mut timings: Vec<(&'static str, u64)> = Vec::new();
+    let mut clock: Option<(Stage, Instant)> = None;
+    let mut enter = |stage: Stage, timings: &mut Vec<(&'static str, u64)>| {
+        if let Some((prev, t)) = clock.take() {
+            timings.push((prev.name(), t.elapsed().as_millis() as u64));
         }
+        if !on_stage(stage) {
+            return Err(RenderError::Cancelled);
+        }
+        clock = Some((stage, Instant::now()));
+        Ok(())
     };
 
-    let t = enter(Stage::Decode)?;
+    enter(Stage::Decode, &mut timings)?;
     let decoded = decode::decode(bytes, limits)?;
-    timings.push((Stage::Decode.name(), ms(t)));
+    let photo = decoded.image;
 
-    let t = enter(Stage::Compose)?;
+    enter(Stage::Detect, &mut timings)?;
+    let rgb = DynamicImage::ImageRgba8(photo.clone()).to_rgb8();
+    let detector = engines.detector(params.detector)?;
+    let (faces_found, face) = find_face(&rgb, detector, engines, params, &mut |s| {
+        enter(s, &mut timings)
+    })?;
+
+    enter(Stage::Align, &mut timings)?;
+    let aligned = align::align(&photo, &face.landmarks, &AlignParams::default());
+    let lm = aligned.transform.apply_landmarks(&face.landmarks);
+    let eye_mid = midpoint(lm.eye_left, lm.eye_right);
+    let face_rect = face.rect_at(aligned.transform.apply(face.center));
+
+    enter(Stage::Crop, &mut timings)?;
+    let crop_params = CropParams {
+        margin: params.face_margin,
+        ..CropParams::default()
+    };
+    let (w, h) = aligned.image.dimensions();
+    let crop_box = crop::portrait_box(&face_rect, eye_mid, w, h, &crop_params)?;
+    let mut portrait = crop::crop(&aligned.image, &crop_box);
+
+    enter(Stage::Segment, &mut timings)?;
+    let matte = if params.remove_background {
+        let segmenter = engines.segmenter(params.segmentation_model)?;
+        let mut matte = segmenter.matte(&DynamicImage::ImageRgba8(portrait.clone()).to_rgb8())?;
+        // The face itself is never background: U²-Net sometimes fades pale or side-lit skin,
+        // which would wash the face out of the portrait.
+        let offset = crop_box.transform();
+        protect_face(
+            &mut matte,
+            &face.rect_at(offset.apply(aligned.transform.apply(face.center))),
+        );
+        for (p, m) in portrait.pixels_mut().zip(matte.pixels()) {
+            p.0[3] = ((u16::from(p.0[3]) * u16::from(m.0[0]) + 127) / 255) as u8;
+        }
+        Some(matte)
+    } else {
+        None
+    };
+
+    enter(Stage::Enhance, &mut timings)?;
+    if params.enhance {
+        enhance::enhance(&mut portrait, matte.as_ref(), &EnhanceParams::default())?;
+    }
+
+    enter(Stage::Compose, &mut timings)?;
     let background = if params.transparent {
         Background::Transparent
     } else {
         Background::Color(params.background.0)
     };
-    let canvas = compose::letterbox(
-        &decoded.image,
-        &ComposeParams {
-            width: params.width,
-            height: params.height,
-            background,
-        },
-    );
-    timings.push((Stage::Compose.name(), ms(t)));
+    let compose_params = ComposeParams {
+        width: params.width,
+        height: params.height,
+        background,
+    };
+    let mut canvas = compose::letterbox(&portrait, &compose_params);
+    if params.oval_mask {
+        let feather = OVAL_FEATHER * params.width.min(params.height) as f32;
+        let mask = compose::oval_mask(params.width, params.height, feather);
+        canvas = compose::apply_mask(&canvas, &mask, background)?;
+    }
 
-    let t = enter(Stage::Encode)?;
+    enter(Stage::Encode, &mut timings)?;
+    let outputs = encode_all(&canvas, params)?;
+    if let Some((prev, t)) = clock.take() {
+        timings.push((prev.name(), t.elapsed().as_millis() as u64));
+    }
+
+    let half = |v: f32| v / 2.0;
+    Ok(Portrait {
+        outputs,
+        face: Some(FaceInfo {
+            bbox: FaceBox {
+                x: face.center[0] - half(face.width),
+                y: face.center[1] - half(face.height),
+                width: face.width,
+                height: face.height,
+            },
+            landmarks: face.landmarks.points.clone(),
+            score: face.score,
+            faces_found,
+            rotation_deg: aligned.rotation_deg,
+        }),
+        timings,
+    })
+}
+
+/// Raises the matte to opaque inside an ellipse inscribed in the face box (slightly smaller,
+/// so hair and cheeks at the box edge still follow the model).
+fn protect_face(matte: &mut image::GrayImage, face: &Rect) {
+    let (cx, cy) = face.center();
+    let (ax, ay) = (face.width * 0.45, face.height * 0.5);
+    if ax < 1.0 || ay < 1.0 {
+        return;
+    }
+    for (x, y, p) in matte.enumerate_pixels_mut() {
+        let dx = (x as f32 + 0.5 - cx) / ax;
+        let dy = (y as f32 + 0.5 - cy) / ay;
+        let rho = (dx * dx + dy * dy).sqrt();
+        // Opaque inside 0.75 of the ellipse, fading out smoothly by its edge, so no seam shows.
+        let t = ((1.0 - rho) / 0.25).clamp(0.0, 1.0);
+        let floor = (t * t * (3.0 - 2.0 * t) * 255.0).round() as u8;
+        p.0[0] = p.0[0].max(floor);
+    }
+}
+
+fn midpoint(a: [f32; 2], b: [f32; 2]) -> [f32; 2] {
+    [(a[0] + b[0]) / 2.0, (a[1] + b[1]) / 2.0]
+}
+
+/// Detect + landmarks + confirm, trying harder before giving up: the requested detector on
+/// the photo, then the other loaded detectors, then the photo turned by a few rolls. A face
+/// counts only if its landmarks have plausible eye/nose geometry, so clutter that fools a
+/// detector does not become a confident wrong crop.
+fn find_face(
+    rgb: &RgbImage,
+    detector: &dyn FaceDetector,
+    engines: &Engines,
+    params: &JobParams,
+    enter: &mut dyn FnMut(Stage) -> Result<(), RenderError>,
+) -> Result<(u32, Face), RenderError> {
+    let scale = (DETECT_MAX_SIDE as f32 / rgb.width().max(rgb.height()) as f32).min(1.0);
+    let small = if scale < 1.0 {
+        let (w, h) = (
+            ((rgb.width() as f32 * scale).round() as u32).max(1),
+            ((rgb.height() as f32 * scale).round() as u32).max(1),
+        );
+        imageops::resize(rgb, w, h, FilterType::Triangle)
+    } else {
+        rgb.clone()
+    };
+
+    let mut detectors: Vec<&dyn FaceDetector> = vec![detector];
+    detectors.extend(engines.other_detectors(params.detector));
+    let mut landmarks_entered = false;
+    let mut attempt = |img: &RgbImage,
+                       det: &dyn FaceDetector,
+                       back: Option<Affine>|
+     -> Result<Vec<Face>, RenderError> {
+        let found = det.detect(img)?;
+        if !landmarks_entered {
+            enter(Stage::Landmarks)?;
+            landmarks_entered = true;
+        }
+        let mut faces = Vec::new();
+        for d in found {
+            if let Some(face) = confirm_face(img, &d, engines)? {
+                let face = match &back {
+                    Some(t) => Face {
+                        center: t.apply(face.center),
+                        landmarks: t.apply_landmarks(&face.landmarks),
+                        ..face
+                    },
+                    None => face,
+                };
+                faces.push(face);
+            }
+        }
+        Ok(faces)
+    };
+
+    let mut faces = Vec::new();
+    'search: for det in &detectors {
+        faces = attempt(&small, *det, None)?;
+        if !faces.is_empty() {
+            break 'search;
+        }
+    }
+    if faces.is_empty() {
+        'rolls: for roll in RETRY_ROLLS_DEG {
+            let (rotated, back) = rotate_about_center(&small, roll);
+            for det in &detectors {
+                faces = attempt(&rotated, *det, Some(back))?;
+                if !faces.is_empty() {
+                    break 'rolls;
+                }
+            }
+        }
+    }
+    if !landmarks_entered {
+        enter(Stage::Landmarks)?;
+    }
+    let count = faces.len();
+    let chosen = match (count, params.face_policy) {
+        (0, _) => return Err(RenderError::NoFace),
+        (1, _) | (_, FacePolicy::Largest) => faces
+            .into_iter()
+            .max_by(|a, b| (a.width * a.height).total_cmp(&(b.width * b.height)))
+            .ok_or(RenderError::NoFace)?,
+        (n, FacePolicy::Error) => return Err(RenderError::MultipleFaces(n)),
+    };
+
+    // Back to full resolution; landmarks refined there when the detection ran on a copy.
+    let inv = 1.0 / scale;
+    let up = |p: [f32; 2]| [p[0] * inv, p[1] * inv];
+    let mut face = Face {
+        center: up(chosen.center),
+        width: chosen.width * inv,
+        height: chosen.height * inv,
+        score: chosen.score,
+        landmarks: FaceLandmarks {
+            eye_left: up(chosen.landmarks.eye_left),
+            eye_right: up(chosen.landmarks.eye_right),
+            nose: up(chosen.landmarks.nose),
+            points: chosen.landmarks.points.iter().map(|p| up(*p)).collect(),
+        },
+    };
+    if scale < 1.0 {
+        if let Some(lm) = engines.landmarker() {
+            let roll = align::eye_angle(face.landmarks.eye_left, face.landmarks.eye_right);
+            // dlib's shape predictor expects an upright box; only refine faces found upright.
+            if roll.abs() < 20.0 {
+                let refined = lm.landmarks(rgb, &face.rect_at(face.center))?;
+                if confirm::plausible(
+                    &face.rect_at(face.center),
+                    &refined,
+                    &ConfirmParams::default(),
+                )
+                .is_ok()
+                {
+                    face.landmarks = refined;
+                }
+            }
+        }
+    }
+    Ok((count as u32, face))
+}
+
+/// Landmarks for a detection and the plausibility check; `None` when it is not a face.
+fn confirm_face(
+    img: &RgbImage,
+    d: &Detection,
+    engines: &Engines,
+) -> Result<Option<Face>, RenderError> {
+    let landmarks = match (engines.landmarker(), &d.landmarks) {
+        (Some(l), _) => l.landmarks(img, &d.bbox)?,
+        (None, Some(lm)) => lm.clone(),
+        (None, None) => return Ok(None),
+    };
+    if let Err(why) = confirm::plausible(&d.bbox, &landmarks, &ConfirmParams::default()) {
+        tracing::debug!(check = why.check(), "detection rejected: {why}");
+        return Ok(None);
+    }
+    // A detector's own landmarks (RetinaFace) must agree with dlib's: both see the same eyes.
+    if let (Some(own), true) = (&d.landmarks, engines.landmarker().is_some()) {
+        let iod = dist(landmarks.eye_left, landmarks.eye_right).max(1.0);
+        if dist(own.eye_left, landmarks.eye_left) > 0.5 * iod
+            || dist(own.eye_right, landmarks.eye_right) > 0.5 * iod
+        {
+            tracing::debug!("detection rejected: detector and landmark model disagree on the eyes");
+            return Ok(None);
+        }
+    }
+    Ok(Some(Face {
+        center: [
+            d.bbox.x + d.bbox.width / 2.0,
+            d.bbox.y + d.bbox.height / 2.0,
+        ],
+        width: d.bbox.width,
+        height: d.bbox.height,
+        score: d.score,
+        landmarks,
+    }))
+}
+
+fn dist(a: [f32; 2], b: [f32; 2]) -> f32 {
+    ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt()
+}
+
+/// `img` turned by `deg` about its centre on a canvas of the same size, and the transform
+/// from the turned image's pixels back to `img`'s.
+fn rotate_about_center(img: &RgbImage, deg: f32) -> (RgbImage, Affine) {
+    let (w, h) = img.dimensions();
+    let center = [f64::from(w) / 2.0, f64::from(h) / 2.0];
+    let forward = Affine::rotation_about(center, f64::from(deg));
+    let back = forward.inverse().unwrap_or_default();
+    let out = RgbImage::from_fn(w, h, |x, y| {
+        let [sx, sy] = back.apply([x as f32 + 0.5, y as f32 + 0.5]);
+        let (sx, sy) = (sx - 0.5, sy - 0.5);
+        if sx < 0.0 || sy < 0.0 || sx > (w - 1) as f32 || sy > (h - 1) as f32 {
+            return image::Rgb([128, 128, 128]);
+        }
+        bilinear(img, sx, sy)
+    });
+    (out, back)
+}
+
+fn bilinear(img: &RgbImage, x: f32, y: f32) -> image::Rgb<u8> {
+    let (x0, y0) = (x.floor() as u32, y.floor() as u32);
+    let (x1, y1) = (
+        (x0 + 1).min(img.width() - 1),
+        (y0 + 1).min(img.height() - 1),
+    );
+    let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+    let p = |x, y| img.get_pixel(x, y).0.map(f32::from);
+    let (a, b, c, d) = (p(x0, y0), p(x1, y0), p(x0, y1), p(x1, y1));
+    image::Rgb(std::array::from_fn(|i| {
+        let top = a[i] + (b[i] - a[i]) * fx;
+        let bottom = c[i] + (d[i] - c[i]) * fx;
+        (top + (bottom - top) * fy).round().clamp(0.0, 255.0) as u8
+    }))
+}
+
+fn encode_all(canvas: &RgbaImage, params: &JobParams) -> Result<Vec<Rendered>, RenderError> {
     let mut outputs = Vec::new();
     for format in &params.formats {
         let bytes = match format {
-            Format::Png => encode::encode_png(&canvas, params.transparent)?,
+            Format::Png => encode::encode_png(canvas, params.transparent)?,
             Format::Jpg => {
                 // JPEG has no alpha: a transparent portrait is flattened onto `background`.
-                let rgb = compose::flatten(&canvas, params.background.0);
-                let jpeg = encode::encode_jpeg_within(
+                let rgb = compose::flatten(canvas, params.background.0);
+                encode::encode_jpeg_within(
                     &rgb,
                     &JpegParams {
                         max_bytes: params.jpeg_max_bytes as usize,
                         ..JpegParams::default()
                     },
-                )?;
-                jpeg.bytes
+                )?
+                .bytes
             }
         };
         outputs.push(Rendered {
@@ -140,15 +511,5 @@ pub fn render(
             height: canvas.height(),
         });
     }
-    timings.push((Stage::Encode.name(), ms(t)));
-
-    Ok(Portrait {
-        outputs,
-        face: None,
-        timings,
-    })
-}
-
-fn ms(t: Instant) -> u64 {
-    t.elapsed().as_millis() as u64
+    Ok(outputs)
 }

@@ -9,6 +9,7 @@ use facecraft_shared::job::{JobParams, Rgb};
 use serde_json::{Map, Value};
 
 use crate::config::LimitSettings;
+use crate::engines::{EngineSettings, Engines};
 use crate::portrait;
 
 #[derive(Debug, Args)]
@@ -45,6 +46,8 @@ pub struct ProcessArgs {
     pub params: Vec<String>,
     #[command(flatten)]
     pub limits: LimitSettings,
+    #[command(flatten)]
+    pub engines: EngineSettings,
 }
 
 impl ProcessArgs {
@@ -131,29 +134,54 @@ pub fn run(args: &ProcessArgs) -> ExitCode {
     if let Err(e) = std::fs::create_dir_all(&args.out) {
         return fail(format!("creating {}: {e}", args.out.display()));
     }
+    let engines = match Engines::load(&args.engines) {
+        Ok(e) => e,
+        Err(e) => {
+            return fail(format!(
+                "loading models from {}: {e}",
+                args.engines.models_dir.display()
+            ))
+        }
+    };
     let limits = args.limits.decode_params();
     let mut failed = 0usize;
     let total = files.len();
+    let bar = indicatif::ProgressBar::new(total as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     for (i, file) in files.iter().enumerate() {
+        bar.set_message(file.display().to_string());
         let label = format!("[{}/{total}] {}", i + 1, file.display());
-        match process_one(file, &args.out, &params, &limits) {
+        let line = match process_one(file, &args.out, &params, &limits, &engines) {
             Ok((written, timings)) => {
                 let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
-                println!("{label}: ok → {}", names.join(", "));
+                let mut line = format!("{label}: ok → {}", names.join(", "));
                 if args.timings {
                     let t: Vec<String> = timings
                         .iter()
                         .map(|(s, ms)| format!("{s} {ms} ms"))
                         .collect();
-                    println!("    timings: {}", t.join(", "));
+                    let sum: u64 = timings.iter().map(|(_, ms)| ms).sum();
+                    line.push_str(&format!("\n    timings: {} (total {sum} ms)", t.join(", ")));
                 }
+                line
             }
             Err((code, msg)) => {
                 failed += 1;
-                println!("{label}: FAILED {code}: {msg}");
+                format!("{label}: FAILED {code}: {msg}")
             }
+        };
+        // A hidden bar (output not a terminal) swallows println; print plainly then.
+        if bar.is_hidden() {
+            println!("{line}");
+        } else {
+            bar.println(line);
         }
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     println!("{} succeeded, {failed} failed", total - failed);
     if failed > 0 {
         ExitCode::FAILURE
@@ -169,6 +197,7 @@ fn process_one(
     out: &Path,
     params: &JobParams,
     limits: &crate::pipeline::decode::DecodeParams,
+    engines: &Engines,
 ) -> Result<(Vec<PathBuf>, Timings), (&'static str, String)> {
     let meta = std::fs::metadata(file).map_err(|e| ("input_not_found", e.to_string()))?;
     if meta.len() as usize > limits.max_bytes {
@@ -182,7 +211,7 @@ fn process_one(
         ));
     }
     let bytes = std::fs::read(file).map_err(|e| ("input_not_found", e.to_string()))?;
-    let portrait = portrait::render(&bytes, params, limits, &mut |_| true)
+    let portrait = portrait::render(&bytes, params, limits, engines, &mut |_| true)
         .map_err(|e| (e.code().as_str(), e.to_string()))?;
     let stem = file
         .file_stem()

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::ServeSettings;
+use crate::engines::Engines;
 use crate::job::{run_job, JobFailure};
 
 /// Everything a job task needs.
@@ -27,6 +28,7 @@ pub(crate) struct Ctx {
     pub queue: Queue,
     pub store: ObjectStore,
     pub settings: ServeSettings,
+    pub engines: Arc<Engines>,
     pub name: String,
     in_flight: Mutex<HashSet<String>>,
 }
@@ -62,6 +64,13 @@ where
     let store = ObjectStore::new(&settings.s3)
         .await
         .context("building the S3 client")?;
+    // Models load once, before the first job; a missing file stops the worker with its name.
+    let engine_settings = settings.engines.clone();
+    let engines = tokio::task::spawn_blocking(move || Engines::load(&engine_settings))
+        .await
+        .context("loading models")?
+        .context("loading models")?;
+    tracing::info!(?engines, "models loaded");
     let name = settings.consumer_name();
     let concurrency = settings.concurrency();
     tracing::info!(worker = %name, concurrency, "worker starting");
@@ -79,6 +88,7 @@ where
     let ctx = Arc::new(Ctx {
         queue,
         store,
+        engines: Arc::new(engines),
         name: name.clone(),
         in_flight: Mutex::new(HashSet::new()),
         settings,

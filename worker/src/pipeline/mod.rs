@@ -12,7 +12,11 @@
 //! 11. [`encode`] — PNG, and JPEG searched down to fit the byte budget
 //! 12. store — results to S3 (in the job runner)
 
+pub mod align;
 pub mod compose;
+pub mod confirm;
+pub mod crop;
 pub mod decode;
 pub mod encode;
+pub mod enhance;
 pub mod face;

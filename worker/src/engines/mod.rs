@@ -1,0 +1,267 @@
+//! Inference engines behind the traits of [`crate::pipeline::face`], one module per engine and
+//! one Cargo feature per runtime (`dlib`, `onnx`). Models load once, at worker start, from
+//! `FACECRAFT_MODELS_DIR`; a missing file is a start-up error that names it. A job asking for an
+//! engine this worker did not load fails with `model_unavailable`.
+
+#[cfg(feature = "dlib")]
+pub mod dlib;
+#[cfg(feature = "onnx")]
+pub mod onnx;
+#[cfg(feature = "onnx")]
+pub mod retinaface;
+#[cfg(feature = "onnx")]
+pub mod u2net;
+
+use std::path::PathBuf;
+
+use clap::Args;
+use facecraft_shared::job::{Detector, SegmentationModel};
+use image::RgbImage;
+
+use crate::pipeline::confirm::{plausible, ConfirmParams};
+use crate::pipeline::face::{EngineError, FaceDetector, FaceLandmarks, Landmarker, Segmenter};
+
+/// Which models to load, and from where.
+#[derive(Debug, Clone, Args)]
+pub struct EngineSettings {
+    /// Folder holding the model files (see models/README.md).
+    #[arg(long, env = "FACECRAFT_MODELS_DIR", default_value = "models/files")]
+    pub models_dir: PathBuf,
+    /// ONNX Runtime shared library; default `<models dir>/lib/libonnxruntime.so` when present.
+    #[arg(long, env = "ORT_DYLIB_PATH")]
+    pub ort_dylib: Option<PathBuf>,
+    /// Face detectors to load, comma-separated: hog, cnn, retinaface.
+    #[arg(
+        long,
+        env = "FACECRAFT_DETECTORS",
+        value_delimiter = ',',
+        default_value = "hog,cnn,retinaface"
+    )]
+    pub detectors: Vec<String>,
+    /// Background-removal models to load, comma-separated: u2netp, u2net, u2net_human_seg.
+    #[arg(
+        long,
+        env = "FACECRAFT_SEGMENTATION_MODELS",
+        value_delimiter = ',',
+        default_value = "u2netp"
+    )]
+    pub segmentation_models: Vec<String>,
+    /// dlib landmark model: 5 (default; all alignment needs) or 68 (non-commercial licence).
+    #[arg(long, env = "FACECRAFT_LANDMARKS", default_value_t = 5)]
+    pub landmarks: u8,
+    /// Threads one ONNX inference may use; 0 lets ONNX Runtime decide.
+    #[arg(long, env = "FACECRAFT_ONNX_THREADS", default_value_t = 1)]
+    pub onnx_threads: usize,
+}
+
+impl EngineSettings {
+    /// Defaults with the models folder from `FACECRAFT_MODELS_DIR`, else the repository's
+    /// `models/files` (tests and benches).
+    pub fn from_env_for_tests() -> Self {
+        let models_dir = std::env::var_os("FACECRAFT_MODELS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/files"));
+        Self {
+            models_dir,
+            ort_dylib: std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from),
+            detectors: vec!["hog".into(), "cnn".into(), "retinaface".into()],
+            segmentation_models: vec!["u2netp".into()],
+            landmarks: 5,
+            onnx_threads: 1,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        for d in &self.detectors {
+            parse_name::<Detector>(d).map_err(|e| format!("FACECRAFT_DETECTORS: {e}"))?;
+        }
+        for m in &self.segmentation_models {
+            parse_name::<SegmentationModel>(m)
+                .map_err(|e| format!("FACECRAFT_SEGMENTATION_MODELS: {e}"))?;
+        }
+        if !matches!(self.landmarks, 5 | 68) {
+            return Err("FACECRAFT_LANDMARKS must be 5 or 68".into());
+        }
+        Ok(())
+    }
+}
+
+fn parse_name<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(s.trim().to_owned()))
+        .map_err(|_| format!("unknown name `{s}`"))
+}
+
+/// File name of a segmentation model in the models folder.
+pub fn segmentation_file(m: SegmentationModel) -> &'static str {
+    match m {
+        SegmentationModel::U2netp => "u2netp.onnx",
+        SegmentationModel::U2net => "u2net.onnx",
+        SegmentationModel::U2netHumanSeg => "u2net_human_seg.onnx",
+    }
+}
+
+/// The loaded engines; shared by every job of a worker.
+#[derive(Default)]
+pub struct Engines {
+    detectors: Vec<(Detector, Box<dyn FaceDetector>)>,
+    landmarker: Option<Box<dyn Landmarker>>,
+    segmenters: Vec<(SegmentationModel, Box<dyn Segmenter>)>,
+}
+
+impl std::fmt::Debug for Engines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engines")
+            .field(
+                "detectors",
+                &self
+                    .detectors
+                    .iter()
+                    .map(|(_, d)| d.name())
+                    .collect::<Vec<_>>(),
+            )
+            .field("landmarker", &self.landmarker.as_ref().map(|l| l.name()))
+            .field(
+                "segmenters",
+                &self
+                    .segmenters
+                    .iter()
+                    .map(|(_, s)| s.name())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Engines {
+    /// Loads every configured model; the first missing or broken file is the error.
+    pub fn load(s: &EngineSettings) -> Result<Self, EngineError> {
+        s.validate().map_err(EngineError::NotLoaded)?;
+        let mut engines = Self::default();
+        let file = |name: &str| s.models_dir.join(name);
+        #[cfg(feature = "onnx")]
+        let onnx_params = onnx::OnnxParams {
+            intra_threads: s.onnx_threads,
+        };
+        #[cfg(feature = "onnx")]
+        let needs_onnx = !s.segmentation_models.is_empty()
+            || s.detectors.iter().any(|d| d.trim() == "retinaface");
+        #[cfg(feature = "onnx")]
+        if needs_onnx {
+            let default_lib = file("lib/libonnxruntime.so");
+            let lib = s
+                .ort_dylib
+                .clone()
+                .or_else(|| default_lib.exists().then_some(default_lib));
+            onnx::init(lib.as_deref())?;
+        }
+        for name in &s.detectors {
+            let d: Detector = parse_name(name).map_err(EngineError::NotLoaded)?;
+            let engine: Box<dyn FaceDetector> = match d {
+                #[cfg(feature = "dlib")]
+                Detector::Hog => Box::new(dlib::HogDetector::new(dlib::HogParams::default())),
+                #[cfg(feature = "dlib")]
+                Detector::Cnn => Box::new(dlib::CnnDetector::load(&file(
+                    "mmod_human_face_detector.dat",
+                ))?),
+                #[cfg(feature = "onnx")]
+                Detector::Retinaface => Box::new(retinaface::RetinaFace::load(
+                    &file("retinaface_mnet025.onnx"),
+                    &onnx_params,
+                    retinaface::RetinaFaceParams::default(),
+                )?),
+                #[allow(unreachable_patterns)]
+                other => {
+                    return Err(EngineError::NotLoaded(format!(
+                        "detector {other:?} (this build lacks its engine feature)"
+                    )))
+                }
+            };
+            engines.detectors.push((d, engine));
+        }
+        #[cfg(feature = "dlib")]
+        {
+            let name = if s.landmarks == 68 {
+                "shape_predictor_68_face_landmarks.dat"
+            } else {
+                "shape_predictor_5_face_landmarks.dat"
+            };
+            engines.landmarker = Some(Box::new(dlib::DlibLandmarker::load(&file(name))?));
+        }
+        for name in &s.segmentation_models {
+            let m: SegmentationModel = parse_name(name).map_err(EngineError::NotLoaded)?;
+            #[cfg(feature = "onnx")]
+            engines.segmenters.push((
+                m,
+                Box::new(u2net::U2Net::load(
+                    &file(segmentation_file(m)),
+                    &onnx_params,
+                )?),
+            ));
+            #[cfg(not(feature = "onnx"))]
+            return Err(EngineError::NotLoaded(format!(
+                "segmentation model {m:?} (this build lacks ONNX)"
+            )));
+        }
+        Ok(engines)
+    }
+
+    pub fn detector(&self, d: Detector) -> Result<&dyn FaceDetector, EngineError> {
+        self.detectors
+            .iter()
+            .find(|(k, _)| *k == d)
+            .map(|(_, e)| e.as_ref())
+            .ok_or_else(|| EngineError::NotLoaded(format!("face detector `{}`", name_of(&d))))
+    }
+
+    /// Loaded detectors other than `d`, in load order: fallbacks when `d` finds nothing.
+    pub fn other_detectors(&self, d: Detector) -> impl Iterator<Item = &dyn FaceDetector> {
+        self.detectors
+            .iter()
+            .filter(move |(k, _)| *k != d)
+            .map(|(_, e)| e.as_ref())
+    }
+
+    pub fn landmarker(&self) -> Option<&dyn Landmarker> {
+        self.landmarker.as_deref()
+    }
+
+    pub fn segmenter(&self, m: SegmentationModel) -> Result<&dyn Segmenter, EngineError> {
+        self.segmenters
+            .iter()
+            .find(|(k, _)| *k == m)
+            .map(|(_, e)| e.as_ref())
+            .ok_or_else(|| {
+                EngineError::NotLoaded(format!(
+                    "segmentation model `{}` ({})",
+                    name_of(&m),
+                    segmentation_file(m)
+                ))
+            })
+    }
+
+    /// Landmarks of the most prominent plausible face, for checking outputs (tests, benches).
+    pub fn measure_face(&self, img: &RgbImage) -> Result<Option<FaceLandmarks>, EngineError> {
+        for (_, det) in &self.detectors {
+            let mut faces = det.detect(img)?;
+            faces.sort_by(|a, b| b.bbox.area().total_cmp(&a.bbox.area()));
+            for f in faces {
+                let lm = match (self.landmarker(), f.landmarks.clone()) {
+                    (Some(l), _) => l.landmarks(img, &f.bbox)?,
+                    (None, Some(lm)) => lm,
+                    (None, None) => continue,
+                };
+                if plausible(&f.bbox, &lm, &ConfirmParams::default()).is_ok() {
+                    return Ok(Some(lm));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn name_of<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}

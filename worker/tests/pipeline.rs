@@ -1,0 +1,437 @@
+//! The face pipeline on real photos with real models (dlib, ONNX Runtime), checked by content:
+//! where the face lands, how level the eyes are, what the background became.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Cursor;
+use std::path::PathBuf;
+
+use facecraft_shared::job::{FacePolicy, Format, JobParams, SegmentationModel};
+use facecraft_worker::engines::{EngineSettings, Engines};
+use facecraft_worker::pipeline::decode::DecodeParams;
+use facecraft_worker::pipeline::face::FaceLandmarks;
+use facecraft_worker::portrait::{render, Portrait, RenderError};
+use image::{imageops, DynamicImage, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
+use std::sync::OnceLock;
+
+fn testdata(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/testdata")
+        .join(name)
+}
+
+fn engines() -> &'static Engines {
+    static ENGINES: OnceLock<Engines> = OnceLock::new();
+    ENGINES.get_or_init(|| {
+        let settings = EngineSettings::from_env_for_tests();
+        Engines::load(&settings)
+            .unwrap_or_else(|e| panic!("loading models (run scripts/fetch-models): {e:#}"))
+    })
+}
+
+fn astronaut() -> RgbaImage {
+    image::open(testdata("astronaut.png")).unwrap().to_rgba8()
+}
+
+fn png(img: &RgbaImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    DynamicImage::ImageRgba8(img.clone())
+        .write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+fn params() -> JobParams {
+    JobParams::default()
+}
+
+fn run(bytes: &[u8], params: &JobParams) -> Result<Portrait, RenderError> {
+    render(
+        bytes,
+        params,
+        &DecodeParams::default(),
+        engines(),
+        &mut |_| true,
+    )
+}
+
+fn output(p: &Portrait, format: Format) -> RgbaImage {
+    let o = p.outputs.iter().find(|o| o.format == format).unwrap();
+    image::load_from_memory(&o.bytes).unwrap().to_rgba8()
+}
+
+/// Landmarks of the single face on an output image, found by the same engines.
+fn measure(img: &RgbaImage) -> FaceLandmarks {
+    let rgb = DynamicImage::ImageRgba8(img.clone()).to_rgb8();
+    engines()
+        .measure_face(&rgb)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no face found on the output"))
+}
+
+fn roll_deg(lm: &FaceLandmarks) -> f32 {
+    let dx = lm.eye_right[0] - lm.eye_left[0];
+    let dy = lm.eye_right[1] - lm.eye_left[1];
+    dy.atan2(dx).to_degrees()
+}
+
+fn rotate(img: &RgbaImage, deg: f32) -> RgbaImage {
+    // Rotate about the centre onto a canvas of the same size, filling with mid grey.
+    let (w, h) = img.dimensions();
+    let (s, c) = deg.to_radians().sin_cos();
+    let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
+    RgbaImage::from_fn(w, h, |x, y| {
+        let (dx, dy) = (x as f32 + 0.5 - cx, y as f32 + 0.5 - cy);
+        let sx = c * dx + s * dy + cx;
+        let sy = -s * dx + c * dy + cy;
+        if sx >= 0.0 && sy >= 0.0 && (sx as u32) < w && (sy as u32) < h {
+            *img.get_pixel(sx as u32, sy as u32)
+        } else {
+            Rgba([128, 128, 128, 255])
+        }
+    })
+}
+
+#[test]
+fn astronaut_becomes_a_centred_portrait() {
+    let mut p = params();
+    p.oval_mask = false;
+    let portrait = run(&png(&astronaut()), &p).unwrap();
+    let face = portrait.face.as_ref().unwrap();
+    assert_eq!(face.faces_found, 1);
+    let img = output(&portrait, Format::Png);
+    assert_eq!(img.dimensions(), (648, 648));
+    let lm = measure(&img);
+    let mid_x = (lm.eye_left[0] + lm.eye_right[0]) / 2.0;
+    assert!(
+        (mid_x - 324.0).abs() <= 0.05 * 648.0,
+        "eye midpoint x {mid_x}"
+    );
+    assert!(roll_deg(&lm).abs() <= 1.5, "roll {}", roll_deg(&lm));
+    for (x, y) in [(0, 0), (647, 0), (0, 647), (647, 647)] {
+        let px = img.get_pixel(x, y).0;
+        assert_eq!(&px[..3], &[240, 240, 240], "corner ({x},{y})");
+    }
+    let jpg = portrait
+        .outputs
+        .iter()
+        .find(|o| o.format == Format::Jpg)
+        .unwrap();
+    assert!(jpg.bytes.len() <= 101_376);
+    image::load_from_memory(&jpg.bytes).unwrap();
+    for stage in [
+        "decode",
+        "detect",
+        "landmarks",
+        "align",
+        "segment",
+        "crop",
+        "enhance",
+        "compose",
+        "encode",
+    ] {
+        assert!(
+            portrait.timings.iter().any(|(s, _)| *s == stage),
+            "no {stage} timing"
+        );
+    }
+}
+
+#[test]
+fn transparent_oval_portrait_has_clear_corners() {
+    let mut p = params();
+    p.transparent = true;
+    p.formats = vec![Format::Png];
+    let portrait = run(&png(&astronaut()), &p).unwrap();
+    let img = output(&portrait, Format::Png);
+    for (x, y) in [(0, 0), (647, 0), (0, 647), (647, 647)] {
+        assert_eq!(img.get_pixel(x, y).0[3], 0, "corner ({x},{y}) alpha");
+    }
+    assert_eq!(img.get_pixel(324, 324).0[3], 255, "the face is opaque");
+}
+
+#[test]
+fn tilted_faces_come_out_level() {
+    for deg in [-15.0f32, -9.0, -4.0, 6.0, 11.0, 15.0] {
+        let tilted = rotate(&astronaut(), deg);
+        let mut p = params();
+        p.oval_mask = false;
+        let portrait = run(&png(&tilted), &p).unwrap_or_else(|e| panic!("{deg}°: {e}"));
+        let lm = measure(&output(&portrait, Format::Png));
+        assert!(
+            roll_deg(&lm).abs() <= 1.5,
+            "input {deg}° → output roll {}",
+            roll_deg(&lm)
+        );
+    }
+}
+
+#[test]
+fn small_and_large_faces_align_equally_well() {
+    let src = astronaut();
+    // Face ≈ 95 px wide at 512²: 0.55× gives ~52 px, 3× gives ~285 px.
+    for scale in [0.55f32, 1.0, 3.0] {
+        let (w, h) = ((512.0 * scale) as u32, (512.0 * scale) as u32);
+        let img = imageops::resize(&src, w, h, imageops::FilterType::CatmullRom);
+        let tilted = rotate(&img, 8.0);
+        let mut p = params();
+        p.oval_mask = false;
+        let portrait = run(&png(&tilted), &p).unwrap_or_else(|e| panic!("scale {scale}: {e}"));
+        let lm = measure(&output(&portrait, Format::Png));
+        assert!(
+            roll_deg(&lm).abs() <= 1.5,
+            "scale {scale}: roll {}",
+            roll_deg(&lm)
+        );
+        let mid_x = (lm.eye_left[0] + lm.eye_right[0]) / 2.0;
+        assert!(
+            (mid_x - 324.0).abs() <= 0.05 * 648.0,
+            "scale {scale}: eye midpoint x {mid_x}"
+        );
+    }
+}
+
+/// A JPEG of `img` with an EXIF APP1 segment carrying `orientation`.
+fn jpeg_with_orientation(img: &RgbImage, orientation: u16) -> Vec<u8> {
+    let mut jpeg = Vec::new();
+    DynamicImage::ImageRgb8(img.clone())
+        .write_to(&mut Cursor::new(&mut jpeg), ImageFormat::Jpeg)
+        .unwrap();
+    // Big-endian TIFF with one IFD entry: 0x0112 Orientation, SHORT, count 1.
+    let mut tiff = vec![
+        b'M', b'M', 0, 42, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1,
+    ];
+    tiff.extend_from_slice(&orientation.to_be_bytes());
+    tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend_from_slice(&tiff);
+    let len = (app1.len() + 2) as u16;
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+/// Stores `upright` so that a viewer applying `orientation` shows it upright again.
+fn stored_for(upright: &RgbImage, orientation: u16) -> RgbImage {
+    use imageops::{flip_horizontal, flip_vertical, rotate180, rotate270, rotate90};
+    match orientation {
+        1 => upright.clone(),
+        2 => flip_horizontal(upright),
+        3 => rotate180(upright),
+        4 => flip_vertical(upright),
+        5 => rotate90(&flip_horizontal(upright)),
+        6 => rotate270(upright),
+        7 => rotate270(&flip_horizontal(upright)),
+        8 => rotate90(upright),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn every_exif_orientation_finds_the_same_face() {
+    let upright = DynamicImage::ImageRgba8(astronaut()).to_rgb8();
+    let mut boxes = Vec::new();
+    for o in 1..=8u16 {
+        let bytes = jpeg_with_orientation(&stored_for(&upright, o), o);
+        let mut p = params();
+        p.formats = vec![Format::Png];
+        let portrait = run(&bytes, &p).unwrap_or_else(|e| panic!("orientation {o}: {e}"));
+        boxes.push((o, portrait.face.unwrap().bbox));
+    }
+    let (_, first) = boxes[0];
+    for (o, b) in &boxes {
+        for (got, want) in [
+            (b.x, first.x),
+            (b.y, first.y),
+            (b.width, first.width),
+            (b.height, first.height),
+        ] {
+            assert!(
+                (got - want).abs() <= 4.0,
+                "orientation {o}: {b:?} vs {first:?}"
+            );
+        }
+    }
+}
+
+fn side_by_side(a: &RgbaImage, b: &RgbaImage) -> RgbaImage {
+    let mut out = RgbaImage::new(a.width() + b.width(), a.height().max(b.height()));
+    imageops::replace(&mut out, a, 0, 0);
+    imageops::replace(&mut out, b, i64::from(a.width()), 0);
+    out
+}
+
+#[test]
+fn two_faces_follow_the_policy() {
+    let big = astronaut();
+    let small = imageops::resize(&big, 400, 400, imageops::FilterType::CatmullRom);
+    let pair = png(&side_by_side(&small, &big));
+    let mut p = params();
+    p.formats = vec![Format::Png];
+    let portrait = run(&pair, &p).unwrap();
+    let face = portrait.face.unwrap();
+    assert_eq!(face.faces_found, 2);
+    assert!(
+        face.bbox.x > 400.0,
+        "largest is the right-hand copy: {:?}",
+        face.bbox
+    );
+    p.face_policy = FacePolicy::Error;
+    let err = run(&pair, &p).unwrap_err();
+    assert_eq!(err.code().as_str(), "multiple_faces", "{err}");
+}
+
+#[test]
+fn the_profile_photo_gives_a_portrait_or_a_clean_no_face() {
+    let bytes = std::fs::read(testdata("camera.png")).unwrap();
+    match run(&bytes, &params()) {
+        Ok(p) => {
+            let img = output(&p, Format::Png);
+            assert_eq!(img.dimensions(), (648, 648));
+            let f = p.face.unwrap();
+            assert!(f.bbox.width >= 20.0);
+        }
+        Err(e) => assert_eq!(e.code().as_str(), "no_face_detected", "{e}"),
+    }
+}
+
+#[test]
+fn face_like_clutter_is_not_cropped_as_a_face() {
+    // A smiley: two dark eyes, a nose and a mouth on a pale disc.
+    let mut smiley = RgbaImage::from_pixel(400, 400, Rgba([90, 140, 200, 255]));
+    for (x, y, px) in smiley.enumerate_pixels_mut() {
+        let (fx, fy) = (x as f32 - 200.0, y as f32 - 200.0);
+        let inside = |cx: f32, cy: f32, r: f32| (fx - cx).powi(2) + (fy - cy).powi(2) < r * r;
+        if inside(0.0, 0.0, 120.0) {
+            *px = Rgba([230, 200, 170, 255]);
+        }
+        if inside(-45.0, -30.0, 14.0) || inside(45.0, -30.0, 14.0) || inside(0.0, 15.0, 8.0) {
+            *px = Rgba([30, 20, 20, 255]);
+        }
+        if fy > 50.0 && fy < 60.0 && fx.abs() < 50.0 {
+            *px = Rgba([120, 30, 30, 255]);
+        }
+    }
+    // The background of the astronaut photo with the face region cut away.
+    let src = astronaut();
+    let background = imageops::crop_imm(&src, 330, 0, 182, 512).to_image();
+    let noise = RgbaImage::from_fn(300, 300, |x, y| {
+        let v = ((x * 7919 + y * 104_729) % 251) as u8;
+        Rgba([v, v.wrapping_mul(3), v.wrapping_mul(7), 255])
+    });
+    for (name, img) in [
+        ("smiley", smiley),
+        ("background", background),
+        ("noise", noise),
+    ] {
+        match run(&png(&img), &params()) {
+            Err(e) => assert_eq!(e.code().as_str(), "no_face_detected", "{name}: {e}"),
+            Ok(p) => panic!("{name}: cropped a face that is not there: {:?}", p.face),
+        }
+    }
+}
+
+#[test]
+fn segmentation_replaces_background_and_keeps_the_face() {
+    let mut p = params();
+    p.oval_mask = false;
+    p.enhance = false;
+    p.background = facecraft_shared::job::Rgb([0, 0, 255]);
+    let with = output(&run(&png(&astronaut()), &p).unwrap(), Format::Png);
+    p.remove_background = false;
+    let without = output(&run(&png(&astronaut()), &p).unwrap(), Format::Png);
+    // Top corners of the crop are far from the person.
+    for (x, y) in [(20, 20), (627, 20)] {
+        assert_eq!(
+            with.get_pixel(x, y).0,
+            [0, 0, 255, 255],
+            "background at ({x},{y})"
+        );
+    }
+    // The face (just below the eye line, at the centre) is untouched.
+    let lm = measure(&without);
+    let (cx, cy) = (
+        ((lm.eye_left[0] + lm.eye_right[0]) / 2.0) as u32,
+        (lm.nose[1]) as u32,
+    );
+    let (a, b) = (with.get_pixel(cx, cy).0, without.get_pixel(cx, cy).0);
+    for i in 0..3 {
+        assert!(
+            a[i].abs_diff(b[i]) <= 2,
+            "face pixel changed: {a:?} vs {b:?}"
+        );
+    }
+}
+
+#[test]
+fn every_error_code_is_reached_by_a_real_input() {
+    let code = |bytes: &[u8], p: &JobParams| run(bytes, p).map(|_| ()).unwrap_err().code().as_str();
+    let p = params();
+    assert_eq!(code(b"GIF89a but not really", &p), "unsupported_format");
+    assert_eq!(code(b"", &p), "unsupported_format");
+    assert_eq!(code(b"plain text", &p), "unsupported_format");
+    let mut truncated = png(&astronaut());
+    truncated.truncate(truncated.len() / 2);
+    assert_eq!(code(&truncated, &p), "unsupported_format");
+    // A 50000×50000 PNG header: rejected before any pixel is allocated.
+    let bomb = png_header_only(50_000, 50_000);
+    assert_eq!(code(&bomb, &p), "image_too_large");
+    assert_eq!(code(&png(&RgbaImage::new(16, 16)), &p), "image_too_small");
+    assert_eq!(
+        code(
+            &png(&RgbaImage::from_pixel(400, 300, Rgba([128, 128, 128, 255]))),
+            &p
+        ),
+        "no_face_detected"
+    );
+    let mut e = params();
+    e.face_policy = FacePolicy::Error;
+    let pair = side_by_side(&astronaut(), &astronaut());
+    assert_eq!(code(&png(&pair), &e), "multiple_faces");
+    // A face about 30 px wide in a large frame.
+    let tiny = imageops::resize(&astronaut(), 160, 160, imageops::FilterType::CatmullRom);
+    let mut canvas = RgbaImage::from_pixel(900, 700, Rgba([200, 200, 200, 255]));
+    imageops::replace(&mut canvas, &tiny, 370, 270);
+    assert_eq!(code(&png(&canvas), &p), "face_too_small");
+    let mut big_model = params();
+    big_model.segmentation_model = SegmentationModel::U2netHumanSeg;
+    assert_eq!(code(&png(&astronaut()), &big_model), "model_unavailable");
+    let mut tiny_jpeg = params();
+    tiny_jpeg.jpeg_max_bytes = 1024;
+    tiny_jpeg.formats = vec![Format::Jpg];
+    assert_eq!(code(&png(&astronaut()), &tiny_jpeg), "output_too_large");
+}
+
+/// A PNG signature and IHDR announcing `w`×`h`, with a tiny (wrong) body.
+fn png_header_only(w: u32, h: u32) -> Vec<u8> {
+    let small = png(&RgbaImage::new(40, 40));
+    let mut out = small.clone();
+    out[16..20].copy_from_slice(&w.to_be_bytes());
+    out[20..24].copy_from_slice(&h.to_be_bytes());
+    // Fix the IHDR CRC over type + data (bytes 12..29).
+    let crc = crc32(&out[12..29]);
+    out[29..33].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[allow(dead_code)]
+fn gray(img: &RgbImage) -> Rgb<u8> {
+    *img.get_pixel(0, 0)
+}
