@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use facecraft_shared::job::{FaceBox, FaceInfo, FacePolicy, Format, JobParams};
+use facecraft_shared::job::{Detector, FaceBox, FaceInfo, FacePolicy, Format, JobParams};
 use facecraft_shared::ErrorCode;
 use image::imageops::{self, FilterType};
 use image::{DynamicImage, RgbImage, RgbaImage};
@@ -315,10 +315,15 @@ fn find_face(
         rgb.clone()
     };
 
-    let mut detectors: Vec<&dyn FaceDetector> = vec![detector];
+    let mut detectors: Vec<(Detector, &dyn FaceDetector)> = vec![(params.detector, detector)];
     detectors.extend(engines.other_detectors(params.detector));
+    // dlib's detectors give no confidence, and HOG fires on face-like clutter (a round mission
+    // patch with two dark spots passes every geometry check). RetinaFace, trained on real
+    // faces and calibrated, must agree before a dlib detection counts.
+    let verifier = engines.detector(Detector::Retinaface).ok();
     let mut landmarks_entered = false;
     let mut attempt = |img: &RgbImage,
+                       kind: Detector,
                        det: &dyn FaceDetector,
                        back: Option<Affine>|
      -> Result<Vec<Face>, RenderError> {
@@ -327,9 +332,20 @@ fn find_face(
             enter(Stage::Landmarks)?;
             landmarks_entered = true;
         }
+        let second_opinion = match (kind, verifier) {
+            (Detector::Retinaface, _) | (_, None) => None,
+            (_, Some(v)) if !found.is_empty() => Some(v.detect(img)?),
+            _ => None,
+        };
         let mut faces = Vec::new();
         for d in found {
             if let Some(face) = confirm_face(img, &d, engines)? {
+                if let Some(others) = &second_opinion {
+                    if !others.iter().any(|o| same_face(&face, o)) {
+                        tracing::debug!(bbox = ?d.bbox, "detection rejected: RetinaFace sees no face there");
+                        continue;
+                    }
+                }
                 let face = match &back {
                     Some(t) => Face {
                         center: t.apply(face.center),
@@ -345,8 +361,8 @@ fn find_face(
     };
 
     let mut faces = Vec::new();
-    'search: for det in &detectors {
-        faces = attempt(&small, *det, None)?;
+    'search: for (kind, det) in &detectors {
+        faces = attempt(&small, *kind, *det, None)?;
         if !faces.is_empty() {
             break 'search;
         }
@@ -354,8 +370,8 @@ fn find_face(
     if faces.is_empty() {
         'rolls: for roll in RETRY_ROLLS_DEG {
             let (rotated, back) = rotate_about_center(&small, roll);
-            for det in &detectors {
-                faces = attempt(&rotated, *det, Some(back))?;
+            for (kind, det) in &detectors {
+                faces = attempt(&rotated, *kind, *det, Some(back))?;
                 if !faces.is_empty() {
                     break 'rolls;
                 }
@@ -446,6 +462,21 @@ fn confirm_face(
         score: d.score,
         landmarks,
     }))
+}
+
+/// Whether a verifier's detection is the same face: its box centre inside ours and its eyes
+/// within half an eye distance of our landmarks' eyes.
+fn same_face(face: &Face, other: &Detection) -> bool {
+    let rect = face.rect_at(face.center);
+    let (cx, cy) = other.bbox.center();
+    let inside = cx >= rect.x && cx <= rect.right() && cy >= rect.y && cy <= rect.bottom();
+    let Some(lm) = &other.landmarks else {
+        return inside && rect.iou(&other.bbox) > 0.3;
+    };
+    let iod = dist(face.landmarks.eye_left, face.landmarks.eye_right).max(1.0);
+    inside
+        && dist(lm.eye_left, face.landmarks.eye_left) <= 0.5 * iod
+        && dist(lm.eye_right, face.landmarks.eye_right) <= 0.5 * iod
 }
 
 fn dist(a: [f32; 2], b: [f32; 2]) -> f32 {

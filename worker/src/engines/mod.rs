@@ -214,11 +214,14 @@ impl Engines {
     }
 
     /// Loaded detectors other than `d`, in load order: fallbacks when `d` finds nothing.
-    pub fn other_detectors(&self, d: Detector) -> impl Iterator<Item = &dyn FaceDetector> {
+    pub fn other_detectors(
+        &self,
+        d: Detector,
+    ) -> impl Iterator<Item = (Detector, &dyn FaceDetector)> {
         self.detectors
             .iter()
             .filter(move |(k, _)| *k != d)
-            .map(|(_, e)| e.as_ref())
+            .map(|(k, e)| (*k, e.as_ref()))
     }
 
     pub fn landmarker(&self) -> Option<&dyn Landmarker> {
