@@ -17,7 +17,7 @@ enum Command {
     /// Consume jobs from the Redis stream and store results in S3.
     Serve(Box<ServeSettings>),
     /// Run the pipeline on local files; no Redis, no S3.
-    Process(ProcessArgs),
+    Process(Box<ProcessArgs>),
 }
 
 fn main() -> ExitCode {
