@@ -371,6 +371,10 @@ fn find_face(
         'rolls: for roll in RETRY_ROLLS_DEG {
             let (rotated, back) = rotate_about_center(&small, roll);
             for (kind, det) in &detectors {
+                // The CNN costs ~1 s a pass on CPU; on turned copies only when asked for.
+                if *kind == Detector::Cnn && params.detector != Detector::Cnn {
+                    continue;
+                }
                 faces = attempt(&rotated, *kind, *det, Some(back))?;
                 if !faces.is_empty() {
                     break 'rolls;
