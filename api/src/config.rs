@@ -23,6 +23,19 @@ pub struct Settings {
     /// acts as tenant `default` (a warning is logged at start).
     #[arg(long, env = "FACECRAFT_API_KEYS", hide_env_values = true)]
     pub api_keys: Option<String>,
+    /// Run without authentication (every request is tenant `default`). Required when
+    /// FACECRAFT_API_KEYS is unset, so an open API is always a deliberate choice.
+    #[arg(long, env = "FACECRAFT_AUTH_DISABLED", default_value_t = false, action = clap::ArgAction::Set)]
+    pub auth_disabled: bool,
+    /// Tenants (from FACECRAFT_API_KEYS) that may list dead jobs and re-queue any tenant's job.
+    #[arg(long, env = "FACECRAFT_ADMIN_TENANTS", value_delimiter = ',')]
+    pub admin_tenants: Vec<String>,
+    /// Requests per minute per API key (tenant); 0 turns the limit off.
+    #[arg(long, env = "FACECRAFT_RATE_LIMIT_PER_MIN", default_value_t = 600)]
+    pub rate_limit_per_min: u32,
+    /// Requests a key may make at once before the per-minute rate applies.
+    #[arg(long, env = "FACECRAFT_RATE_LIMIT_BURST", default_value_t = 60)]
+    pub rate_limit_burst: u32,
     /// Buckets jobs may read input from, comma-separated, besides FACECRAFT_S3_BUCKET.
     #[arg(long, env = "FACECRAFT_ALLOWED_BUCKETS", value_delimiter = ',')]
     pub allowed_buckets: Vec<String>,
@@ -42,6 +55,10 @@ impl std::fmt::Debug for Settings {
             .field("request_timeout_secs", &self.request_timeout_secs)
             .field("shutdown_timeout_secs", &self.shutdown_timeout_secs)
             .field("api_keys", &self.api_keys.as_ref().map(|_| "<redacted>"))
+            .field("auth_disabled", &self.auth_disabled)
+            .field("admin_tenants", &self.admin_tenants)
+            .field("rate_limit_per_min", &self.rate_limit_per_min)
+            .field("rate_limit_burst", &self.rate_limit_burst)
             .field("allowed_buckets", &self.allowed_buckets)
             .field("redis", &self.redis)
             .field("s3", &self.s3)
@@ -75,7 +92,26 @@ impl Settings {
             facecraft_shared::job::validate_bucket(b)
                 .map_err(|e| format!("FACECRAFT_ALLOWED_BUCKETS: {e}"))?;
         }
-        self.keys()?;
+        let keys = self.keys()?;
+        match (keys.is_empty(), self.auth_disabled) {
+            (true, false) => {
+                return Err(
+                    "set FACECRAFT_API_KEYS (tenant:key,...), or FACECRAFT_AUTH_DISABLED=true to run without authentication"
+                        .into(),
+                )
+            }
+            (false, true) => {
+                return Err("FACECRAFT_AUTH_DISABLED=true and FACECRAFT_API_KEYS are both set; choose one".into())
+            }
+            _ => {}
+        }
+        for t in &self.admin_tenants {
+            if !keys.iter().any(|k| &k.tenant == t) {
+                return Err(format!(
+                    "FACECRAFT_ADMIN_TENANTS names `{t}`, which has no key in FACECRAFT_API_KEYS"
+                ));
+            }
+        }
         Ok(())
     }
 

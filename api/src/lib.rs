@@ -1,6 +1,7 @@
 //! Facecraft's HTTP API: accepts jobs, stores uploads in S3, enqueues jobs on Redis Streams
 //! and serves their status. It never touches pixels; workers do.
 
+mod auth;
 pub mod config;
 pub mod error;
 mod routes;
@@ -21,7 +22,7 @@ pub use config::Settings;
 pub(crate) struct AppState {
     pub queue: Queue,
     pub store: ObjectStore,
-    pub keys: Vec<config::ApiKey>,
+    pub auth: auth::Auth,
     pub allowed_buckets: Vec<String>,
     pub max_upload_bytes: usize,
 }
@@ -41,7 +42,7 @@ impl Application {
             .context("invalid configuration")?;
         let keys = settings.keys().map_err(anyhow::Error::msg)?;
         if keys.is_empty() {
-            tracing::warn!("FACECRAFT_API_KEYS is not set: authentication is off and every request acts as tenant `default`");
+            tracing::warn!("FACECRAFT_AUTH_DISABLED=true: authentication is off and every request acts as tenant `default`");
         }
         let queue =
             Queue::new(&settings.redis, &settings.queue).context("building the redis pool")?;
@@ -53,7 +54,12 @@ impl Application {
         let state = Arc::new(AppState {
             queue,
             store,
-            keys,
+            auth: auth::Auth::new(
+                &keys,
+                &settings.admin_tenants,
+                settings.rate_limit_per_min,
+                settings.rate_limit_burst,
+            ),
             allowed_buckets,
             max_upload_bytes: settings.max_upload_bytes,
         });

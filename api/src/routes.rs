@@ -13,7 +13,7 @@ use facecraft_shared::job::{
     default_output_prefix, now_ms, validate_bucket, validate_key, validate_prefix, Format, Job,
     JobId, JobParams, JobState, JobStatus, ObjectRef, OutputSpec,
 };
-use facecraft_shared::queue::{CancelOutcome, Enqueued};
+use facecraft_shared::queue::{CancelOutcome, Enqueued, RequeueOutcome};
 use facecraft_shared::ErrorCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -21,6 +21,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::auth::Caller;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::AppState;
@@ -34,6 +35,8 @@ pub(crate) fn router(state: Shared, settings: &Settings) -> Router {
         .route("/v1/jobs", post(create_job))
         .route("/v1/jobs/{id}", get(get_job).delete(cancel_job))
         .route("/v1/jobs/{id}/result/{format}", get(get_result))
+        .route("/v1/jobs/{id}/retry", post(retry_job))
+        .route("/v1/dead", get(list_dead))
         .route("/v1/uploads", post(create_upload))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -55,48 +58,8 @@ pub(crate) fn router(state: Shared, settings: &Settings) -> Router {
         .with_state(state)
 }
 
-/// The tenant a request acts for.
-fn tenant(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    if state.keys.is_empty() {
-        return Ok("default".to_owned());
-    }
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
-        .map(str::trim);
-    let Some(presented) = presented else {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::Unauthorized,
-            "send an API key as `Authorization: Bearer <key>` or `X-API-Key`",
-        ));
-    };
-    // Compare against every key without stopping early, so timing reveals nothing.
-    let mut found = None;
-    for k in &state.keys {
-        if constant_time_eq(k.key.as_bytes(), presented.as_bytes()) {
-            found = Some(k.tenant.clone());
-        }
-    }
-    found.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::Unauthorized,
-            "unknown API key",
-        )
-    })
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0xff);
-        diff |= usize::from(x ^ y);
-    }
-    diff == 0
+fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    state.auth.caller(headers)
 }
 
 /// JSON body of `POST /v1/jobs`.
@@ -161,7 +124,7 @@ async fn create_job(
     headers: HeaderMap,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers)?;
+    let tenant = caller(&state, &headers)?.tenant;
     let header_idem = headers
         .get("idempotency-key")
         .map(|v| {
@@ -415,11 +378,14 @@ fn parse_id(id: &str) -> Result<JobId, ApiError> {
 }
 
 async fn load(state: &AppState, headers: &HeaderMap, id: &str) -> Result<JobStatus, ApiError> {
-    let tenant = tenant(state, headers)?;
+    let caller = caller(state, headers)?;
     let id = parse_id(id)?;
+    // An admin reads any tenant's job; everyone else only their own (404 otherwise, so ids
+    // of other tenants' jobs are not even confirmed to exist).
+    let tenant = (!caller.admin).then_some(caller.tenant.as_str());
     state
         .queue
-        .status(&id, Some(&tenant))
+        .status(&id, tenant)
         .await?
         .ok_or_else(|| ApiError::not_found("job"))
 }
@@ -447,7 +413,7 @@ async fn cancel_job(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers)?;
+    let tenant = caller(&state, &headers)?.tenant;
     let job_id = parse_id(&id)?;
     let code = match state.queue.cancel(&job_id, &tenant).await? {
         CancelOutcome::NotFound => return Err(ApiError::not_found("job")),
@@ -496,6 +462,65 @@ async fn get_result(
     Ok(Redirect::temporary(&url).into_response())
 }
 
+/// Re-queues a dead or failed job (after the operator fixed its cause): same id, same input,
+/// attempts reset. The job's own tenant or an admin may do it.
+async fn retry_job(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let caller = caller(&state, &headers)?;
+    let job_id = parse_id(&id)?;
+    let tenant = (!caller.admin).then_some(caller.tenant.as_str());
+    match state.queue.requeue(&job_id, tenant).await? {
+        RequeueOutcome::NotFound => return Err(ApiError::not_found("job")),
+        RequeueOutcome::NotRetryable(s) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::Conflict,
+                format!(
+                    "job is {}; only dead or failed jobs can be retried",
+                    s.as_str()
+                ),
+            ))
+        }
+        RequeueOutcome::Queued => {}
+    }
+    tracing::info!(job_id = %job_id, by = %caller.tenant, "job re-queued");
+    let status = state
+        .queue
+        .status(&job_id, tenant)
+        .await?
+        .ok_or_else(|| ApiError::not_found("job"))?;
+    Ok((StatusCode::ACCEPTED, Json(status)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeadQuery {
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// The dead stream, oldest first: every tenant's for an admin, one's own otherwise.
+async fn list_dead(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<DeadQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let caller = caller(&state, &headers)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let jobs: Vec<_> = state
+        .queue
+        .dead_jobs(if caller.admin { limit } else { 10_000 })
+        .await?
+        .into_iter()
+        .filter(|d| caller.admin || d.tenant == caller.tenant)
+        .take(limit)
+        .collect();
+    Ok(Json(serde_json::json!({ "jobs": jobs })))
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct UploadRequest {
@@ -521,7 +546,7 @@ async fn create_upload(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<UploadResponse>, ApiError> {
-    let tenant = tenant(&state, &headers)?;
+    let tenant = caller(&state, &headers)?.tenant;
     let req: UploadRequest = if body.is_empty() {
         UploadRequest::default()
     } else {
@@ -598,13 +623,5 @@ mod tests {
         );
         assert_eq!(sanitize_filename(Some("..")), "input");
         assert_eq!(sanitize_filename(None), "input");
-    }
-
-    #[test]
-    fn key_comparison() {
-        assert!(constant_time_eq(b"abcdef", b"abcdef"));
-        assert!(!constant_time_eq(b"abcdef", b"abcdeg"));
-        assert!(!constant_time_eq(b"abc", b"abcdef"));
-        assert!(!constant_time_eq(b"", b"\xff"));
     }
 }

@@ -18,6 +18,7 @@ pub enum ErrorCode {
     PayloadTooLarge,
     UnsupportedMediaType,
     QueueFull,
+    RateLimited,
     // Input problems: the job fails at once, retrying cannot help.
     InputNotFound,
     UnsupportedFormat,
@@ -50,6 +51,7 @@ impl ErrorCode {
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::QueueFull => "queue_full",
+            Self::RateLimited => "rate_limited",
             Self::InputNotFound => "input_not_found",
             Self::UnsupportedFormat => "unsupported_format",
             Self::ImageTooLarge => "image_too_large",

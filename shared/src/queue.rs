@@ -196,7 +196,10 @@ if state then
   redis.call('HSET', KEYS[1], 'state', 'dead', 'error', ARGV[3], 'finished_at', ARGV[4], 'updated_at', ARGV[4])
   redis.call('EXPIRE', KEYS[1], ARGV[5])
 end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100000, '*', 'id', ARGV[2], 'error', ARGV[3], 'job', ARGV[6], 'at', ARGV[4])
+local job = ARGV[6]
+if job == '' and state then job = redis.call('HGET', KEYS[1], 'job') or '' end
+local dead_entry = redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100000, '*', 'id', ARGV[2], 'error', ARGV[3], 'job', job, 'at', ARGV[4])
+if state then redis.call('HSET', KEYS[1], 'dead_entry', dead_entry) end
 ackdel(KEYS[2], ARGV[1])
 redis.call('PUBLISH', KEYS[4], ARGV[7])
 return 'ok'
@@ -219,6 +222,25 @@ redis.call('HSET', KEYS[1], 'cancel_requested', 1, 'updated_at', ARGV[3])
 return 'cancelling'
 ";
 
+// KEYS: job hash, stream, dead stream
+// ARGV: tenant ('' = any), id, now, maxlen, max backlog
+const REQUEUE: &str = r"
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 'not_found' end
+if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'tenant') ~= ARGV[1] then return 'not_found' end
+if state ~= 'dead' and state ~= 'failed' then return 'state:' .. state end
+local backlog = tonumber(ARGV[5])
+if backlog > 0 and redis.call('XLEN', KEYS[2]) >= backlog then return 'full' end
+local dead_entry = redis.call('HGET', KEYS[1], 'dead_entry')
+if dead_entry then redis.call('XDEL', KEYS[3], dead_entry) end
+redis.call('HDEL', KEYS[1], 'error', 'result', 'started_at', 'finished_at', 'cancel_requested',
+  'dead_entry', 'retry_at', 'worker', 'entry', 'stage', 'percent')
+redis.call('HSET', KEYS[1], 'state', 'queued', 'attempts', 0, 'retries', 0, 'updated_at', ARGV[3])
+redis.call('PERSIST', KEYS[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'id', ARGV[2])
+return 'queued'
+";
+
 // KEYS: delayed set, stream
 // ARGV: now, limit, maxlen
 const PROMOTE: &str = r"
@@ -238,6 +260,7 @@ struct Scripts {
     retry: Script,
     dead: Script,
     cancel: Script,
+    requeue: Script,
     promote: Script,
 }
 
@@ -252,6 +275,7 @@ impl Scripts {
             retry: with_helpers(RETRY),
             dead: with_helpers(DEAD),
             cancel: with_helpers(CANCEL),
+            requeue: Script::new(REQUEUE),
             promote: Script::new(PROMOTE),
         }
     }
@@ -282,6 +306,25 @@ pub enum CancelOutcome {
     /// It is running; the worker stops at its next stage boundary.
     Cancelling,
     AlreadyTerminal(JobState),
+}
+
+/// Outcome of a re-queue request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequeueOutcome {
+    NotFound,
+    /// Only dead and failed jobs can be re-queued.
+    NotRetryable(JobState),
+    Queued,
+}
+
+/// An entry of the dead stream.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadJob {
+    pub id: String,
+    pub tenant: String,
+    pub error: Option<JobError>,
+    /// When it was declared dead, RFC 3339.
+    pub at: String,
 }
 
 /// One stream entry handed to a worker.
@@ -762,25 +805,63 @@ impl Queue {
         })
     }
 
-    /// Entries of the dead stream, oldest first: (job id, error).
-    pub async fn dead_jobs(
-        &self,
-        count: usize,
-    ) -> Result<Vec<(String, Option<JobError>)>, QueueError> {
+    /// Entries of the dead stream, oldest first.
+    pub async fn dead_jobs(&self, count: usize) -> Result<Vec<DeadJob>, QueueError> {
         let mut c = self.conn().await?;
         let reply: redis::streams::StreamRangeReply =
             c.xrange_count(self.keys.dead(), "-", "+", count).await?;
         Ok(reply
             .ids
             .iter()
-            .map(|e| {
-                let id = e.get::<String>("id").unwrap_or_default();
-                let err = e
+            .map(|e| DeadJob {
+                id: e.get::<String>("id").unwrap_or_default(),
+                tenant: e
+                    .get::<String>("job")
+                    .and_then(|j| serde_json::from_str::<Job>(&j).ok())
+                    .map(|j| j.tenant)
+                    .unwrap_or_default(),
+                error: e
                     .get::<String>("error")
-                    .and_then(|s| serde_json::from_str(&s).ok());
-                (id, err)
+                    .and_then(|s| serde_json::from_str(&s).ok()),
+                at: e
+                    .get::<String>("at")
+                    .and_then(|a| a.parse().ok())
+                    .map(rfc3339_ms)
+                    .unwrap_or_default(),
             })
             .collect())
+    }
+
+    /// Puts a dead or failed job back on the stream with its attempts reset.
+    pub async fn requeue(
+        &self,
+        id: &JobId,
+        tenant: Option<&str>,
+    ) -> Result<RequeueOutcome, QueueError> {
+        let mut c = self.conn().await?;
+        let answer: String = self
+            .scripts
+            .requeue
+            .key(self.keys.job(id))
+            .key(self.keys.stream())
+            .key(self.keys.dead())
+            .arg(tenant.unwrap_or_default())
+            .arg(id.to_string())
+            .arg(now_ms())
+            .arg(self.settings.stream_max_len)
+            .arg(self.settings.max_backlog)
+            .invoke_async(&mut c)
+            .await?;
+        match answer.as_str() {
+            "not_found" => Ok(RequeueOutcome::NotFound),
+            "queued" => Ok(RequeueOutcome::Queued),
+            "full" => Err(QueueError::Full(self.settings.max_backlog)),
+            other => other
+                .strip_prefix("state:")
+                .and_then(JobState::parse)
+                .map(RequeueOutcome::NotRetryable)
+                .ok_or_else(|| QueueError::Protocol(format!("requeue answered `{other}`"))),
+        }
     }
 
     /// Opens the dedicated connection a worker blocks on.

@@ -457,7 +457,11 @@ async fn a_job_that_keeps_killing_its_worker_ends_dead() {
     assert_eq!(good["state"], "succeeded");
     let dead_jobs = stack.queue.dead_jobs(10).await.unwrap();
     assert_eq!(dead_jobs.len(), 1);
-    assert_eq!(dead_jobs[0].0, id);
+    assert_eq!(dead_jobs[0].id, id);
+    assert_eq!(
+        dead_jobs[0].error.as_ref().map(|e| e.code.as_str()),
+        Some("worker_crashed")
+    );
     assert!(stack
         .get_object(&format!("results/{id}/portrait.png"))
         .await

@@ -46,6 +46,12 @@ pub struct StackOptions {
     pub lease_ms: u64,
     pub max_deliveries: u32,
     pub retry_base_ms: u64,
+    /// `tenant:key,...`; `None` runs the API with authentication disabled.
+    pub api_keys: Option<String>,
+    pub admin_tenants: Option<String>,
+    pub rate_limit_per_min: u32,
+    pub rate_limit_burst: u32,
+    pub max_backlog: u64,
 }
 
 impl Default for StackOptions {
@@ -54,6 +60,11 @@ impl Default for StackOptions {
             lease_ms: 2_000,
             max_deliveries: 5,
             retry_base_ms: 200,
+            api_keys: None,
+            admin_tenants: None,
+            rate_limit_per_min: 0,
+            rate_limit_burst: 10,
+            max_backlog: 100_000,
         }
     }
 }
@@ -65,7 +76,7 @@ impl Stack {
         let bucket = format!("t{}", &short[short.len() - 16..]);
         let redis_url = env("FACECRAFT_REDIS_URL");
         let endpoint = env("FACECRAFT_S3_ENDPOINT");
-        let settings = facecraft_api::Settings::try_parse_from([
+        let mut args: Vec<String> = [
             "facecraft-api",
             "--addr",
             "127.0.0.1:0",
@@ -79,8 +90,38 @@ impl Stack {
             &bucket,
             "--max-upload-bytes",
             "5000000",
-        ])
-        .unwrap();
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let rate = opts.rate_limit_per_min.to_string();
+        let burst = opts.rate_limit_burst.to_string();
+        let backlog = opts.max_backlog.to_string();
+        args.extend(
+            [
+                "--rate-limit-per-min",
+                &rate,
+                "--rate-limit-burst",
+                &burst,
+                "--max-backlog",
+                &backlog,
+            ]
+            .iter()
+            .map(|s| (*s).to_owned()),
+        );
+        match &opts.api_keys {
+            Some(keys) => args.extend([
+                "--auth-disabled".into(),
+                "false".into(),
+                "--api-keys".into(),
+                keys.clone(),
+            ]),
+            None => args.extend(["--auth-disabled".into(), "true".into()]),
+        }
+        if let Some(admins) = &opts.admin_tenants {
+            args.extend(["--admin-tenants".into(), admins.clone()]);
+        }
+        let settings = facecraft_api::Settings::try_parse_from(args).unwrap();
         let queue_settings = QueueSettings {
             lease_timeout_ms: opts.lease_ms,
             max_deliveries: opts.max_deliveries,
