@@ -41,6 +41,13 @@ pub(crate) fn router(state: Shared, settings: &Settings) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::MethodNotAllowed,
+                "this method is not allowed on this path",
+            )
+        })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -266,6 +273,22 @@ fn body_error(status: StatusCode, text: String) -> ApiError {
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| invalid(format!("malformed JSON: {e}")))?;
+    // serde's derived structs also accept a JSON array of their fields in order; a request
+    // like `"params": [600, 800]` must not silently mean width 600, height 800.
+    let Value::Object(fields) = &value else {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidParams,
+            "the body must be a JSON object",
+        ));
+    };
+    for name in ["input", "params", "output"] {
+        if fields.get(name).is_some_and(|v| !v.is_object()) {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidParams,
+                format!("`{name}` must be a JSON object"),
+            ));
+        }
+    }
     serde_json::from_value(value)
         .map_err(|e| ApiError::bad_request(ErrorCode::InvalidParams, e.to_string()))
 }

@@ -10,7 +10,7 @@ use std::time::Instant;
 use facecraft_shared::job::{Detector, FaceBox, FaceInfo, FacePolicy, Format, JobParams};
 use facecraft_shared::ErrorCode;
 use image::imageops::{self, FilterType};
-use image::{DynamicImage, RgbImage, RgbaImage};
+use image::{RgbImage, RgbaImage};
 
 use crate::engines::Engines;
 use crate::pipeline::align::{self, Affine, AlignParams};
@@ -182,7 +182,9 @@ pub fn render(
     let photo = decoded.image;
 
     enter(Stage::Detect, &mut timings)?;
-    let rgb = DynamicImage::ImageRgba8(photo.clone()).to_rgb8();
+    // Flattened onto grey, so transparent pixels hide what they cover from the detectors:
+    // a face nobody can see must not become the portrait.
+    let rgb = compose::flatten(&photo, [128, 128, 128]);
     let detector = engines.detector(params.detector)?;
     let (faces_found, face) = find_face(&rgb, detector, engines, params, &mut |s| {
         enter(s, &mut timings)
@@ -206,7 +208,7 @@ pub fn render(
     enter(Stage::Segment, &mut timings)?;
     let matte = if params.remove_background {
         let segmenter = engines.segmenter(params.segmentation_model)?;
-        let mut matte = segmenter.matte(&DynamicImage::ImageRgba8(portrait.clone()).to_rgb8())?;
+        let mut matte = segmenter.matte(&compose::flatten(&portrait, [128, 128, 128]))?;
         // The face itself is never background: U²-Net sometimes fades pale or side-lit skin,
         // which would wash the face out of the portrait.
         let offset = crop_box.transform();
