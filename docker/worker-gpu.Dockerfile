@@ -43,7 +43,8 @@ COPY worker worker
 RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS binary-builder
-ARG CARGO_FEATURES=""
+# The GPU image asks ONNX Runtime for its CUDA execution provider.
+ARG CARGO_FEATURES="cuda"
 COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked -p facecraft-worker ${CARGO_FEATURES:+--features "$CARGO_FEATURES"} \
         --recipe-path recipe.json

@@ -209,7 +209,7 @@ impl OnnxSession {
         }
         let env = environment()?;
         let builder_error = |e: ort::Error<_>| model_error(path, format!("session options: {e}"));
-        let mut builder = Session::builder(env)
+        let builder = Session::builder(env)
             .map_err(|e| model_error(path, format!("session builder: {e}")))?
             .with_optimization_level(GraphOptimizationLevel::All)
             .map_err(builder_error)?
@@ -221,6 +221,13 @@ impl OnnxSession {
             // Spinning pool threads would burn cores that the worker's other jobs need.
             .with_intra_op_spinning(false)
             .map_err(builder_error)?;
+        // GPU images: ask for CUDA first. ONNX Runtime falls back to the CPU (with a logged
+        // error) when the library has no CUDA provider or no device is visible.
+        #[cfg(feature = "cuda")]
+        let builder = builder
+            .with_execution_providers([ort::ep::CUDA::default().build()])
+            .map_err(builder_error)?;
+        let mut builder = builder;
         let session = builder
             .commit_from_file(path)
             .map_err(|e| model_error(path, format!("not a loadable ONNX model: {e}")))?;
