@@ -17,6 +17,7 @@ use facecraft_shared::store::ObjectStore;
 use tokio::net::TcpListener;
 
 pub use config::Settings;
+pub use facecraft_shared::shutdown_signal;
 
 /// What every handler sees.
 pub(crate) struct AppState {
@@ -108,27 +109,5 @@ impl Application {
             } => tracing::warn!("shutdown timeout reached with requests still open"),
         }
         Ok(())
-    }
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }
