@@ -269,9 +269,13 @@ async fn an_operator_lists_and_requeues_dead_jobs() {
     )
     .await;
     assert_eq!(code, 202, "{body}");
-    assert_eq!(
-        (body["state"].as_str(), body["attempts"].as_u64()),
-        (Some("queued"), Some(0))
+    // The worker may pick it up before the response is read back: any fresh start is fine.
+    assert!(
+        matches!(
+            body["state"].as_str(),
+            Some("queued" | "running" | "succeeded")
+        ) && body["attempts"].as_u64() <= Some(1),
+        "re-queued with attempts reset: {body}"
     );
     loop {
         let (_, s) = send(&stack, stack.http.get(stack.url(&path)).bearer_auth(ACME)).await;
