@@ -114,15 +114,9 @@ async fn keys_and_tenants_are_enforced() {
     assert_eq!((code, &replay["id"]), (200, &job["id"]));
 
     let _worker = stack.spawn_worker("w1");
-    let deadline = std::time::Instant::now() + LONG;
-    loop {
-        let (_, s) = send(&stack, stack.http.get(stack.url(&path)).bearer_auth(ACME)).await;
-        if s["state"] == "succeeded" {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{s:#}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    stack
+        .wait_for_as(&id, Some(ACME), &["succeeded"], LONG)
+        .await;
     let no_redirect = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -277,18 +271,9 @@ async fn an_operator_lists_and_requeues_dead_jobs() {
         ) && body["attempts"].as_u64() <= Some(1),
         "re-queued with attempts reset: {body}"
     );
-    loop {
-        let (_, s) = send(&stack, stack.http.get(stack.url(&path)).bearer_auth(ACME)).await;
-        if s["state"] == "succeeded" {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{s:#}\n{}",
-            worker.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    stack
+        .wait_for_as(&id, Some(ACME), &["succeeded"], LONG)
+        .await;
     let (_, dead) = send(
         &stack,
         stack.http.get(stack.url("/v1/dead")).bearer_auth(OPS),
@@ -345,22 +330,9 @@ async fn secrets_never_reach_logs_or_error_bodies() {
     )
     .await;
     let id = job["id"].as_str().unwrap().to_owned();
-    let deadline = std::time::Instant::now() + LONG;
-    loop {
-        let (_, s) = send(
-            &stack,
-            stack
-                .http
-                .get(stack.url(&format!("/v1/jobs/{id}")))
-                .bearer_auth(ACME),
-        )
+    stack
+        .wait_for_as(&id, Some(ACME), &["succeeded"], LONG)
         .await;
-        if s["state"] == "succeeded" {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{s:#}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let secret = support::env("AWS_SECRET_ACCESS_KEY");
     let api_logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
     let worker_logs = worker.log_text();

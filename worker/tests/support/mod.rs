@@ -252,9 +252,30 @@ impl Stack {
 
     /// Polls until the job's state is one of `states`; panics with the last record after `within`.
     pub async fn wait_for(&self, id: &str, states: &[&str], within: Duration) -> Value {
+        self.wait_for_as(id, None, states, within).await
+    }
+
+    /// `wait_for`, sending `key` as a Bearer API key.
+    pub async fn wait_for_as(
+        &self,
+        id: &str,
+        key: Option<&str>,
+        states: &[&str],
+        within: Duration,
+    ) -> Value {
         let deadline = Instant::now() + within;
         loop {
-            let (_, body) = self.status(id).await;
+            let mut req = self.http.get(self.url(&format!("/v1/jobs/{id}")));
+            if let Some(k) = key {
+                req = req.bearer_auth(k);
+            }
+            let body: Value = req
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap_or(Value::Null);
             if states.contains(&body["state"].as_str().unwrap_or_default()) {
                 return body;
             }
