@@ -114,4 +114,39 @@ fn main() {
         }
         println!("detector {:<10} {:>8.1} ms", det.name(), median(v));
     }
+
+    // The JPEG scan walk that decode runs before the codec, against the decode itself, on a
+    // 12-megapixel photo-sized JPEG.
+    let big = image::imageops::resize(&rgb, 4000, 3000, image::imageops::FilterType::Triangle);
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+        .encode_image(&DynamicImage::ImageRgb8(big))
+        .expect("encode");
+    let limits = DecodeParams {
+        max_bytes: usize::MAX,
+        ..DecodeParams::default()
+    };
+    let (mut walk, mut decode) = (Vec::new(), Vec::new());
+    for i in 0..=iterations {
+        let t = Instant::now();
+        let verdict = facecraft_worker::pipeline::jpeg_scan::check(&jpeg).expect("complete");
+        let w = t.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
+        let _ = facecraft_worker::pipeline::decode::decode(&jpeg, &limits).expect("decodes");
+        let d = t.elapsed().as_secs_f64() * 1e3;
+        if i > 0 {
+            walk.push(w);
+            decode.push(d);
+        }
+        assert_eq!(
+            verdict,
+            facecraft_worker::pipeline::jpeg_scan::Verdict::Complete
+        );
+    }
+    let (walk, decode) = (median(walk), median(decode));
+    println!(
+        "\n4000×3000 JPEG ({} KB): scan walk {walk:.1} ms, whole decode (walk included) {decode:.1} ms, walk / decode = {:.2}",
+        jpeg.len() / 1024,
+        walk / decode
+    );
 }

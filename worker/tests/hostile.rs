@@ -904,14 +904,11 @@ fn truncated_gif_webp_bmp_and_tiff_are_unsupported_format() {
 }
 
 #[test]
-#[ignore = "BUG: zune-jpeg (lenient, also in strict mode) invents the rows of a scan cut short when an EOI is appended; open"]
 fn a_truncated_jpeg_with_an_end_marker_appended_is_unsupported_format() {
-    // BUG: the JPEG codec (zune-jpeg, lenient) decodes a scan that stops half-way as if it
-    // were whole and invents the missing rows; decode's end-marker check catches a plain
-    // truncation, but a truncated file with FF D9 appended (what some "repair" tools and
-    // interrupted writers leave) passes it. Today this becomes a *portrait*, its lower half
-    // made up; the contract says truncated input is `unsupported_format`
-    // (pipeline::decode::jpeg_has_end_marker only checks that an EOI exists).
+    // The JPEG codec (zune-jpeg, lenient even in strict mode) decodes a scan that stops
+    // half-way as if it were whole and invents the missing rows; a truncated file with FF D9
+    // appended (what some "repair" tools and interrupted writers leave) must still be
+    // `unsupported_format`, which pipeline::jpeg_scan's walk of the scans ensures.
     let full = jpeg(&astronaut_rgb(), 85);
     let sos = full.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
     let mid = sos + (full.len() - sos) / 2;
@@ -1063,13 +1060,11 @@ fn headers_of_other_formats_claiming_huge_sizes_are_image_too_large() {
 }
 
 #[test]
-#[ignore = "BUG: image-webp 0.2.4 reads a lossless side of 16384 as 0, so decode answers image_too_small; open"]
 fn a_lossless_webp_at_the_format_maximum_is_image_too_large() {
-    // BUG: image-webp 0.2.4 reads a VP8L side as `(1 + bits) & 0x3FFF` instead of
-    // `(bits & 0x3FFF) + 1`, so a side of exactly 16384 (the format's maximum) comes out as 0
-    // and decode answers `image_too_small` ("0×0 pixels") for an image far over the side
-    // limit. One less (16383) is read right. The header is in plain sight (bytes 21..25), so
-    // decode can read the sides itself when the codec says 0.
+    // image-webp 0.2.4 reads a VP8L side as `(1 + bits) & 0x3FFF` instead of
+    // `(bits & 0x3FFF) + 1`, so a side of exactly 16384 (the format's maximum) comes out as 0;
+    // decode reads the header itself when the codec says 0, so these are `image_too_large`
+    // and not `image_too_small`.
     expect_code(
         "WebP claiming 16383²",
         &vp8l_header_claiming(16_383, 16_383),

@@ -9,6 +9,8 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits, RgbaImage};
 
+use super::jpeg_scan::{self, Verdict};
+
 /// Limits applied while decoding an upload.
 ///
 /// The defaults accept any photo a phone or camera produces today (a 200 MP sensor is
@@ -164,9 +166,10 @@ impl DecodeError {
 ///
 /// Order of checks: empty input, byte size, format signature, header dimensions (pixel
 /// count, longest side, shortest side) — all before any pixel buffer is allocated — and only
-/// then the pixel data. Animated GIF and WebP yield their first frame. JPEG files whose data
-/// ends before the end-of-image marker are rejected as truncated, because the JPEG codec
-/// would otherwise silently fill the missing rows with grey.
+/// then the pixel data. Animated GIF and WebP yield their first frame. JPEG files whose scans
+/// stop before their last block, or whose data ends before the end-of-image marker, are
+/// rejected as truncated ([`jpeg_scan`]), because the JPEG codec would otherwise silently
+/// fill the missing rows.
 pub fn decode(bytes: &[u8], params: &DecodeParams) -> Result<Decoded, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
@@ -209,22 +212,45 @@ pub fn decode(bytes: &[u8], params: &DecodeParams) -> Result<Decoded, DecodeErro
     reader.limits(limits.clone());
     let mut decoder = reader.into_decoder().map_err(|e| codec_error(e, format))?;
 
-    let (width, height) = decoder.dimensions();
+    let (width, height) = match decoder.dimensions() {
+        (w, h) if image_format == ImageFormat::WebP && (w == 0 || h == 0) => {
+            webp_lossless_dimensions(bytes).unwrap_or((w, h))
+        }
+        dimensions => dimensions,
+    };
     check_dimensions(width, height, params)?;
+    if (width, height) != decoder.dimensions() {
+        // Within the limits, yet the codec would decode it with the sides it misread.
+        return Err(DecodeError::Corrupt {
+            format,
+            source: ImageError::IoError(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the WebP codec misreads this lossless header (a side of 16384)",
+            )),
+        });
+    }
     limits.max_image_width = max_width;
     limits.max_image_height = max_height;
     decoder
         .set_limits(limits)
         .map_err(|e| codec_error(e, format))?;
 
-    if image_format == ImageFormat::Jpeg && !jpeg_has_end_marker(bytes) {
-        return Err(DecodeError::Corrupt {
-            format,
-            source: ImageError::IoError(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "JPEG data ends before the end-of-image marker",
-            )),
-        });
+    if image_format == ImageFormat::Jpeg {
+        match jpeg_scan::check(bytes) {
+            Ok(Verdict::Complete) => {}
+            Ok(Verdict::NotWalked(why)) => {
+                tracing::debug!(why, "JPEG scans not walked; its end marker is present");
+            }
+            Err(e) => {
+                return Err(DecodeError::Corrupt {
+                    format,
+                    source: ImageError::IoError(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        e,
+                    )),
+                })
+            }
+        }
     }
 
     // A malformed EXIF block must not cost the user their upload: fall back to "as stored",
@@ -315,6 +341,20 @@ fn format_name(format: ImageFormat) -> &'static str {
     }
 }
 
+/// Sides from a simple lossless WebP's header (WebP lossless bitstream §2: signature 0x2F,
+/// then 14 bits width − 1 and 14 bits height − 1, little-endian).
+///
+/// image-webp 0.2.4 computes a side as `(1 + bits) & 0x3FFF`, so the format's largest side,
+/// 16384, comes out as 0 and such a file would be reported too *small*; decode asks this
+/// function when the codec reports a zero side.
+fn webp_lossless_dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
+    if bytes.get(12..16)? != b"VP8L" || *bytes.get(20)? != 0x2F {
+        return None;
+    }
+    let bits = u32::from_le_bytes(bytes.get(21..25)?.try_into().ok()?);
+    Some(((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1))
+}
+
 /// Names formats that `image` does not even recognise but users commonly upload, so the
 /// error can say what to do instead of "not an image".
 fn sniff_unsupported(bytes: &[u8]) -> Option<&'static str> {
@@ -330,38 +370,6 @@ fn sniff_unsupported(bytes: &[u8]) -> Option<&'static str> {
         };
     }
     None
-}
-
-/// Whether a JPEG stream contains its end-of-image marker after the first scan starts.
-///
-/// zune-jpeg (image's JPEG codec) runs in lenient mode and decodes a truncated file
-/// "successfully", painting the missing rows grey; a portrait with its lower half grey is
-/// worse than a clear error. The marker segments before the first SOS are walked rather than
-/// scanned, because an EXIF thumbnail inside APP1 carries an EOI of its own. Inside
-/// entropy-coded data a literal 0xFF is always stuffed as `FF 00`, so `FF D9` there is the
-/// real marker (JPEG, ITU T.81 §B.1.1.5 and §F.1.2.3).
-fn jpeg_has_end_marker(bytes: &[u8]) -> bool {
-    const SOS: u8 = 0xDA;
-    const EOI: u8 = 0xD9;
-    let mut pos = 2; // after SOI
-    while pos + 4 <= bytes.len() {
-        if bytes[pos] != 0xFF {
-            return false;
-        }
-        let marker = bytes[pos + 1];
-        if marker == 0xFF {
-            // Fill bytes may precede a marker.
-            pos += 1;
-            continue;
-        }
-        let length = usize::from(u16::from_be_bytes([bytes[pos + 2], bytes[pos + 3]]));
-        if marker == SOS {
-            let scan = bytes.get(pos + 2 + length..).unwrap_or_default();
-            return scan.windows(2).any(|w| w == [0xFF, EOI]);
-        }
-        pos += 2 + length;
-    }
-    false
 }
 
 #[cfg(test)]
@@ -941,6 +949,42 @@ mod tests {
         assert!(decode(&with_thumb, &params()).is_ok());
         let cut = with_thumb.len() - 40;
         assert_code(decode(&with_thumb[..cut], &params()), "unsupported_format");
+    }
+
+    #[test]
+    fn lossless_webp_sides_of_16384_are_read_from_the_header() {
+        let header = |w: u32, h: u32| {
+            let mut webp = b"RIFF\0\0\0\0WEBPVP8L\x20\0\0\0\x2f".to_vec();
+            webp.extend_from_slice(&((w - 1) | ((h - 1) << 14)).to_le_bytes());
+            webp.extend_from_slice(&[0x5A; 27]);
+            let riff_len = u32::try_from(webp.len() - 8).expect("u32");
+            webp[4..8].copy_from_slice(&riff_len.to_le_bytes());
+            webp
+        };
+        assert_eq!(
+            webp_lossless_dimensions(&header(16_384, 100)),
+            Some((16_384, 100))
+        );
+        assert_eq!(
+            webp_lossless_dimensions(&header(1, 16_384)),
+            Some((1, 16_384))
+        );
+        assert_eq!(webp_lossless_dimensions(b"RIFF\0\0\0\0WEBPVP8 "), None);
+        assert_code(
+            decode(&header(16_384, 16_384), &params()),
+            "image_too_large",
+        );
+        // Allowed by generous limits, the codec's misreading still must not decode.
+        let generous = DecodeParams {
+            max_dimension: 20_000,
+            max_pixels: 400_000_000,
+            ..params()
+        };
+        let e = assert_code(decode(&header(16_384, 64), &generous), "unsupported_format");
+        assert!(
+            matches!(e, DecodeError::Corrupt { format: "webp", .. }),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -20,3 +20,4 @@ pub mod decode;
 pub mod encode;
 pub mod enhance;
 pub mod face;
+pub mod jpeg_scan;
