@@ -77,6 +77,11 @@ pub struct S3Settings {
     /// Custom endpoint (SeaweedFS, MinIO, ...); unset means AWS itself.
     #[arg(long = "s3-endpoint", env = "FACECRAFT_S3_ENDPOINT")]
     pub endpoint: Option<String>,
+    /// Endpoint that presigned URLs name, when clients reach S3 at another address than the
+    /// services do (a compose network name, a Kubernetes service, an ingress). Unset: the
+    /// endpoint above. The S3 server must see the same `Host` as this URL names.
+    #[arg(long = "s3-public-endpoint", env = "FACECRAFT_S3_PUBLIC_ENDPOINT")]
+    pub public_endpoint: Option<String>,
     /// Region used for signing.
     #[arg(
         long = "s3-region",
@@ -120,6 +125,7 @@ impl std::fmt::Debug for S3Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("S3Settings")
             .field("endpoint", &self.endpoint)
+            .field("public_endpoint", &self.public_endpoint)
             .field("region", &self.region)
             .field("bucket", &self.bucket)
             .field("path_style", &self.path_style)
@@ -141,9 +147,14 @@ impl S3Settings {
     pub fn validate(&self) -> Result<(), String> {
         crate::job::validate_bucket(&self.bucket)
             .map_err(|e| format!("FACECRAFT_S3_BUCKET: {e}"))?;
-        if let Some(ep) = &self.endpoint {
-            if !(ep.starts_with("http://") || ep.starts_with("https://")) {
-                return Err("FACECRAFT_S3_ENDPOINT must be an http:// or https:// URL".into());
+        for (name, value) in [
+            ("FACECRAFT_S3_ENDPOINT", &self.endpoint),
+            ("FACECRAFT_S3_PUBLIC_ENDPOINT", &self.public_endpoint),
+        ] {
+            if let Some(ep) = value {
+                if !(ep.starts_with("http://") || ep.starts_with("https://")) {
+                    return Err(format!("{name} must be an http:// or https:// URL"));
+                }
             }
         }
         if self.access_key_id.is_some() != self.secret_access_key.is_some() {

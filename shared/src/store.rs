@@ -84,6 +84,8 @@ impl StoreError {
 #[derive(Clone)]
 pub struct ObjectStore {
     client: Client,
+    /// Signs presigned URLs for the public endpoint; `client` when there is none.
+    presigner: Client,
     bucket: String,
     presign_expiry: Duration,
 }
@@ -109,12 +111,22 @@ impl ObjectStore {
             ));
         }
         let sdk = loader.load().await;
-        let mut conf = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(s.path_style);
-        if let Some(ep) = &s.endpoint {
-            conf = conf.endpoint_url(ep);
-        }
+        let client_for = |endpoint: Option<&String>| {
+            let mut conf = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(s.path_style);
+            if let Some(ep) = endpoint {
+                conf = conf.endpoint_url(ep);
+            }
+            Client::from_conf(conf.build())
+        };
+        let client = client_for(s.endpoint.as_ref());
+        // Presigning is local computation; this client never opens a connection.
+        let presigner = match &s.public_endpoint {
+            Some(public) => client_for(Some(public)),
+            None => client.clone(),
+        };
         Ok(Self {
-            client: Client::from_conf(conf.build()),
+            client,
+            presigner,
             bucket: s.bucket.clone(),
             presign_expiry: Duration::from_secs(s.presign_expiry_secs),
         })
@@ -241,7 +253,7 @@ impl ObjectStore {
     /// A URL anyone can GET the object with until it expires.
     pub async fn presign_get(&self, obj: &ObjectRef) -> Result<String, StoreError> {
         let req = self
-            .client
+            .presigner
             .get_object()
             .bucket(&obj.bucket)
             .key(&obj.key)
@@ -258,7 +270,7 @@ impl ObjectStore {
         content_type: Option<&str>,
     ) -> Result<String, StoreError> {
         let req = self
-            .client
+            .presigner
             .put_object()
             .bucket(&obj.bucket)
             .key(&obj.key)
