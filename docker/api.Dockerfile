@@ -24,6 +24,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY shared shared
 COPY api api
 COPY worker worker
+COPY cli cli
 RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS binary-builder
@@ -34,6 +35,7 @@ COPY shared shared
 COPY api api
 # The whole workspace must be there for cargo to load it; only the api is compiled.
 COPY worker worker
+COPY cli cli
 RUN cargo build --release --locked -p facecraft-api \
     && install -D -m 0755 target/release/facecraft-api /out/facecraft-api
 

@@ -34,6 +34,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY shared shared
 COPY api api
 COPY worker worker
+COPY cli cli
 RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS binary-builder
@@ -43,6 +44,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY shared shared
 COPY api api
 COPY worker worker
+COPY cli cli
 RUN cargo build --release --locked -p facecraft-worker \
     && install -D -m 0755 target/release/facecraft-worker /out/facecraft-worker
 

@@ -40,6 +40,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY shared shared
 COPY api api
 COPY worker worker
+COPY cli cli
 RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS binary-builder
@@ -52,6 +53,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY shared shared
 COPY api api
 COPY worker worker
+COPY cli cli
 RUN cargo build --release --locked -p facecraft-worker ${CARGO_FEATURES:+--features "$CARGO_FEATURES"} \
     && install -D -m 0755 target/release/facecraft-worker /out/facecraft-worker
 

@@ -1,6 +1,7 @@
 //! Facecraft's shared crate: the job contract, the Redis Streams queue, the S3 object store,
 //! configuration and telemetry. The api and the worker depend on it; it depends on neither.
 
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod job;

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use facecraft_shared::job::{JobParams, Rgb};
-use serde_json::{Map, Value};
+use facecraft_shared::cli::{image_files, ParamArgs};
+use facecraft_shared::job::JobParams;
 
 use crate::config::LimitSettings;
 use crate::engines::{EngineSettings, Engines};
@@ -23,94 +23,12 @@ pub struct ProcessArgs {
     /// Print per-stage timings for each file.
     #[arg(long)]
     pub timings: bool,
-    /// Output width in pixels [default: 648].
-    #[arg(long)]
-    pub width: Option<u32>,
-    /// Output height in pixels [default: 648].
-    #[arg(long)]
-    pub height: Option<u32>,
-    /// Background colour, "r,g,b" or "#rrggbb" [default: 240,240,240].
-    #[arg(long, value_parser = |s: &str| Rgb::parse(s))]
-    pub background: Option<Rgb>,
-    /// Transparent background (PNG keeps alpha).
-    #[arg(long)]
-    pub transparent: bool,
-    /// Output formats, comma-separated: png, jpg [default: png,jpg].
-    #[arg(long, value_delimiter = ',')]
-    pub formats: Vec<String>,
-    /// Largest JPEG in bytes [default: 101376].
-    #[arg(long)]
-    pub jpeg_max_bytes: Option<u32>,
-    /// Any other job parameter as name=value (JSON value or plain text), e.g. face_margin=0.4.
-    #[arg(long = "param", value_name = "NAME=VALUE")]
-    pub params: Vec<String>,
+    #[command(flatten)]
+    pub params: ParamArgs,
     #[command(flatten)]
     pub limits: LimitSettings,
     #[command(flatten)]
     pub engines: EngineSettings,
-}
-
-impl ProcessArgs {
-    /// The flags as job parameters, validated like an API request.
-    pub fn job_params(&self) -> Result<JobParams, String> {
-        let mut m = Map::new();
-        if let Some(w) = self.width {
-            m.insert("width".into(), w.into());
-        }
-        if let Some(h) = self.height {
-            m.insert("height".into(), h.into());
-        }
-        if let Some(b) = self.background {
-            m.insert("background".into(), b.to_hex().into());
-        }
-        if self.transparent {
-            m.insert("transparent".into(), true.into());
-        }
-        if !self.formats.is_empty() {
-            m.insert("formats".into(), self.formats.clone().into());
-        }
-        if let Some(j) = self.jpeg_max_bytes {
-            m.insert("jpeg_max_bytes".into(), j.into());
-        }
-        for p in &self.params {
-            let (k, v) = p
-                .split_once('=')
-                .ok_or_else(|| format!("--param `{p}` is not NAME=VALUE"))?;
-            let value =
-                serde_json::from_str::<Value>(v).unwrap_or_else(|_| Value::String(v.to_owned()));
-            m.insert(k.to_owned(), value);
-        }
-        let params: JobParams =
-            serde_json::from_value(Value::Object(m)).map_err(|e| e.to_string())?;
-        params.validate()?;
-        Ok(params)
-    }
-}
-
-const EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
-
-fn collect(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
-    let mut files = Vec::new();
-    for input in inputs {
-        if input.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(input)
-                .map_err(|e| format!("{}: {e}", input.display()))?
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.is_file()
-                        && p.extension()
-                            .and_then(|e| e.to_str())
-                            .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-                })
-                .collect();
-            found.sort();
-            files.extend(found);
-        } else {
-            files.push(input.clone());
-        }
-    }
-    Ok(files)
 }
 
 /// Runs the command; the exit code is 0 only if every input produced a portrait.
@@ -119,14 +37,14 @@ pub fn run(args: &ProcessArgs) -> ExitCode {
         eprintln!("error: {msg}");
         ExitCode::from(2)
     };
-    let params = match args.job_params() {
+    let params = match args.params.job_params() {
         Ok(p) => p,
         Err(e) => return fail(format!("invalid parameters: {e}")),
     };
     if let Err(e) = args.limits.validate() {
         return fail(e);
     }
-    let files = match collect(&args.inputs) {
+    let files = match image_files(&args.inputs) {
         Ok(f) if !f.is_empty() => f,
         Ok(_) => return fail("no image files found in the inputs".into()),
         Err(e) => return fail(e),
