@@ -4,6 +4,7 @@
 mod auth;
 pub mod config;
 pub mod error;
+mod page;
 mod routes;
 
 use std::net::SocketAddr;

@@ -40,6 +40,7 @@ pub(crate) fn router(state: Shared, settings: &Settings) -> Router {
         .route("/v1/uploads", post(create_upload))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(crate::page::router(settings))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
