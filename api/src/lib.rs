@@ -3,7 +3,9 @@
 
 mod auth;
 pub mod config;
+mod docs;
 pub mod error;
+mod openapi;
 mod page;
 mod routes;
 

@@ -91,15 +91,42 @@ where
         .with_state(page)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct VersionQuery {
+    /// Asset version (a hash of all assets); the current one makes the response immutable.
     v: Option<String>,
 }
 
+/// Web page
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "web",
+    operation_id = "index",
+    responses(
+        (status = 200, description = "The upload page.", content_type = "text/html", body = String,
+            headers(("ETag" = String), ("Cache-Control" = String), ("Content-Security-Policy" = String))),
+        (status = 304, description = "Not modified (`If-None-Match` matched the `ETag`)."),
+    ),
+)]
 async fn index(State(page): State<Arc<Page>>, headers: HeaderMap) -> Response {
     serve(&page, &page.index, REVALIDATE, &headers)
 }
 
+/// Web page script
+#[utoipa::path(
+    get,
+    path = "/static/app.js",
+    tag = "web",
+    operation_id = "app_js",
+    params(VersionQuery),
+    responses(
+        (status = 200, description = "The page's JavaScript.", content_type = "text/javascript", body = String,
+            headers(("ETag" = String), ("Cache-Control" = String), ("Content-Security-Policy" = String))),
+        (status = 304, description = "Not modified (`If-None-Match` matched the `ETag`)."),
+    ),
+)]
 async fn app_js(
     State(page): State<Arc<Page>>,
     Query(q): Query<VersionQuery>,
@@ -108,6 +135,19 @@ async fn app_js(
     serve(&page, &page.app_js, asset_cache(&page, &q), &headers)
 }
 
+/// Web page stylesheet
+#[utoipa::path(
+    get,
+    path = "/static/style.css",
+    tag = "web",
+    operation_id = "style_css",
+    params(VersionQuery),
+    responses(
+        (status = 200, description = "The page's stylesheet.", content_type = "text/css", body = String,
+            headers(("ETag" = String), ("Cache-Control" = String), ("Content-Security-Policy" = String))),
+        (status = 304, description = "Not modified (`If-None-Match` matched the `ETag`)."),
+    ),
+)]
 async fn style_css(
     State(page): State<Arc<Page>>,
     Query(q): Query<VersionQuery>,
@@ -116,6 +156,19 @@ async fn style_css(
     serve(&page, &page.style_css, asset_cache(&page, &q), &headers)
 }
 
+/// Icon
+#[utoipa::path(
+    get,
+    path = "/favicon.svg",
+    tag = "web",
+    operation_id = "favicon",
+    params(VersionQuery),
+    responses(
+        (status = 200, description = "The site icon.", content_type = "image/svg+xml", body = String,
+            headers(("ETag" = String), ("Cache-Control" = String), ("Content-Security-Policy" = String))),
+        (status = 304, description = "Not modified (`If-None-Match` matched the `ETag`)."),
+    ),
+)]
 async fn favicon(
     State(page): State<Arc<Page>>,
     Query(q): Query<VersionQuery>,

@@ -24,6 +24,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::Caller;
 use crate::config::Settings;
 use crate::error::ApiError;
+use crate::openapi::ErrorBody;
 use crate::AppState;
 
 type Shared = Arc<AppState>;
@@ -41,6 +42,7 @@ pub(crate) fn router(state: Shared, settings: &Settings) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(crate::page::router(settings))
+        .merge(crate::docs::router())
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -96,32 +98,41 @@ fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     state.auth.caller(headers)
 }
 
-/// JSON body of `POST /v1/jobs`.
-#[derive(Deserialize)]
+/// JSON body of `POST /v1/jobs`: a photo already in S3.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct JobRequest {
     input: InputRef,
     #[serde(default)]
     params: JobParams,
+    /// Where results go; default: the configured bucket, prefix `results/`.
     #[serde(default)]
     output: Option<OutputRequest>,
+    /// The same key from the same tenant returns the first job (1-128 printable ASCII
+    /// characters). The `Idempotency-Key` header wins over this field.
     #[serde(default)]
     idempotency_key: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// The input photo in S3.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct InputRef {
+    /// Default: the configured bucket; others only if `FACECRAFT_ALLOWED_BUCKETS` lists them.
     #[serde(default)]
     bucket: Option<String>,
+    /// Object key; no leading `/`, no `.` or `..` segments.
     key: String,
 }
 
-#[derive(Deserialize)]
+/// Where results go: `{prefix}{id}/portrait.{png,jpg}`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct OutputRequest {
+    /// Default: the configured bucket.
     #[serde(default)]
     bucket: Option<String>,
+    /// Empty, or ending with `/`. Default `results/`.
     #[serde(default)]
     prefix: Option<String>,
 }
@@ -153,6 +164,60 @@ fn check_idempotency_key(key: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Create a job
+///
+/// Either upload the photo as `multipart/form-data` (stored in S3 first), or send JSON that
+/// references a photo already in S3. The job is queued and its status record returned with a
+/// `Location` header; poll `GET /v1/jobs/{id}` until it ends.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    tag = "jobs",
+    operation_id = "create_job",
+    security(("bearer" = []), ("api_key" = [])),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "The same key from the same tenant returns the first job instead of a new one (1-128 printable ASCII characters)", example = "employee-4711"),
+    ),
+    request_body(
+        description = "A JSON S3 reference, or a multipart upload.",
+        content(
+            (JobRequest = "application/json", example = json!({"input": {"key": "inbox/me.jpg"}, "params": {"width": 648, "height": 648, "formats": ["png", "jpg"]}, "output": {"prefix": "badges/"}, "idempotency_key": "employee-4711"})),
+            (crate::openapi::JobUpload = "multipart/form-data"),
+        ),
+    ),
+    responses(
+        (status = 202, description = "Queued; the status record of the new job.", body = JobStatus,
+            headers(("Location" = String, description = "`/v1/jobs/{id}`")), example = json!({"id": "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b", "state": "queued", "attempts": 0, "created_at": "2026-01-05T10:00:00.000Z", "updated_at": "2026-01-05T10:00:00.000Z", "input": {"bucket": "facecraft", "key": "inbox/me.jpg"}, "params": {"width": 648, "height": 648, "background": [240, 240, 240], "transparent": false, "face_margin": 0.3, "oval_mask": true, "enhance": true, "enhance_fidelity": 0.7, "formats": ["png", "jpg"], "jpeg_max_bytes": 101376, "face_policy": "largest", "detector": "hog", "segmentation_model": "u2netp", "remove_background": true}, "output": {"bucket": "facecraft", "prefix": "results/"}})),
+        (status = 200, description = "An idempotent replay: the status record of the job first created with this key.", body = JobStatus,
+            headers(("Location" = String, description = "`/v1/jobs/{id}`"))),
+        (status = 400, description = "Malformed JSON or S3 key, missing image field (`invalid_request`); unknown, mistyped or out-of-range parameter (`invalid_params`); empty file (`unsupported_format`).", body = ErrorBody,
+            examples(
+                ("invalid_params" = (value = json!({"error": "width must be 16-4096, got 0", "code": "invalid_params"}))),
+                ("invalid_request" = (value = json!({"error": "multipart upload needs the image in a field named `image` (or `file`)", "code": "invalid_request"}))),
+                ("unsupported_format" = (value = json!({"error": "the uploaded file is empty", "code": "unsupported_format"}))),
+            )),
+        (status = 401, description = "Missing or unknown API key.", body = ErrorBody,
+            example = json!({"error": "send an API key as `Authorization: Bearer <key>` or `X-API-Key`", "code": "unauthorized"})),
+        (status = 403, description = "A bucket that `FACECRAFT_ALLOWED_BUCKETS` does not list.", body = ErrorBody,
+            example = json!({"error": "bucket `other` is not allowed", "code": "invalid_request"})),
+        (status = 413, description = "Upload over `FACECRAFT_MAX_UPLOAD_BYTES`.", body = ErrorBody,
+            example = json!({"error": "request body is over the size limit", "code": "payload_too_large"})),
+        (status = 415, description = "Neither JSON nor multipart.", body = ErrorBody,
+            example = json!({"error": "send application/json with an S3 reference, or multipart/form-data with an `image` field", "code": "unsupported_media_type"})),
+        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait")),
+            example = json!({"error": "rate limit of this API key exceeded; retry later", "code": "rate_limited"})),
+        (status = 503, description = "The backlog is at `FACECRAFT_MAX_BACKLOG` (`queue_full`), or Redis or S3 is unreachable; see `Retry-After`.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait")),
+            examples(
+                ("queue_full" = (value = json!({"error": "the queue is full (100000 jobs waiting); retry later", "code": "queue_full"}))),
+                ("queue_unavailable" = (value = json!({"error": "a backing service is unavailable; retry later", "code": "queue_unavailable"}))),
+                ("storage_unavailable" = (value = json!({"error": "a backing service is unavailable; retry later", "code": "storage_unavailable"}))),
+            )),
+        (status = 500, description = "A bug; details only in the server logs.", body = ErrorBody,
+            example = json!({"error": "internal error", "code": "internal"})),
+    ),
+)]
 async fn create_job(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -440,6 +505,35 @@ async fn load(state: &AppState, headers: &HeaderMap, id: &str) -> Result<JobStat
         .ok_or_else(|| ApiError::not_found("job"))
 }
 
+/// Get a job's status
+///
+/// The status record: `state`, `attempts`, `progress`, timestamps, and the `error` or the
+/// `result` (outputs with presigned `url`s, the face found, per-stage `timings_ms`).
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    operation_id = "get_job",
+    security(("bearer" = []), ("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "Job id (UUIDv7)", example = "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b"),
+    ),
+    responses(
+        (status = 200, description = "The status record.", body = JobStatus, example = json!({"id": "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b", "state": "queued", "attempts": 0, "created_at": "2026-01-05T10:00:00.000Z", "updated_at": "2026-01-05T10:00:00.000Z", "input": {"bucket": "facecraft", "key": "inbox/me.jpg"}, "params": {"width": 648, "height": 648, "background": [240, 240, 240], "transparent": false, "face_margin": 0.3, "oval_mask": true, "enhance": true, "enhance_fidelity": 0.7, "formats": ["png", "jpg"], "jpeg_max_bytes": 101376, "face_policy": "largest", "detector": "hog", "segmentation_model": "u2netp", "remove_background": true}, "output": {"bucket": "facecraft", "prefix": "results/"}})),
+        (status = 401, description = "Missing or unknown API key.", body = ErrorBody,
+            example = json!({"error": "send an API key as `Authorization: Bearer <key>` or `X-API-Key`", "code": "unauthorized"})),
+        (status = 404, description = "No such job, or another tenant's.", body = ErrorBody,
+            example = json!({"error": "job not found", "code": "not_found"})),
+        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait")),
+            example = json!({"error": "rate limit of this API key exceeded; retry later", "code": "rate_limited"})),
+        (status = 503, description = "Redis (`queue_unavailable`) or S3 (`storage_unavailable`) is unreachable; see `Retry-After`.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait")),
+            example = json!({"error": "a backing service is unavailable; retry later", "code": "storage_unavailable"})),
+        (status = 500, description = "A bug; details only in the server logs.", body = ErrorBody,
+            example = json!({"error": "internal error", "code": "internal"})),
+    ),
+)]
 async fn get_job(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -458,6 +552,38 @@ async fn get_job(
     Ok(Json(status))
 }
 
+/// Cancel a job
+///
+/// A queued job is cancelled at once (`200`); a running one stops at its next stage (`202`,
+/// `cancel_requested: true`).
+#[utoipa::path(
+    delete,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    operation_id = "cancel_job",
+    security(("bearer" = []), ("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "Job id (UUIDv7)", example = "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b"),
+    ),
+    responses(
+        (status = 200, description = "Cancelled; the status record.", body = JobStatus),
+        (status = 202, description = "Running: cancellation requested; the status record.", body = JobStatus),
+        (status = 401, description = "Missing or unknown API key.", body = ErrorBody,
+            example = json!({"error": "send an API key as `Authorization: Bearer <key>` or `X-API-Key`", "code": "unauthorized"})),
+        (status = 404, description = "No such job, or another tenant's.", body = ErrorBody,
+            example = json!({"error": "job not found", "code": "not_found"})),
+        (status = 409, description = "The job has already ended.", body = ErrorBody,
+            example = json!({"error": "job already succeeded", "code": "conflict"})),
+        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait")),
+            example = json!({"error": "rate limit of this API key exceeded; retry later", "code": "rate_limited"})),
+        (status = 503, description = "Redis is unreachable (`queue_unavailable`); see `Retry-After`.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait")),
+            example = json!({"error": "a backing service is unavailable; retry later", "code": "queue_unavailable"})),
+        (status = 500, description = "A bug; details only in the server logs.", body = ErrorBody,
+            example = json!({"error": "internal error", "code": "internal"})),
+    ),
+)]
 async fn cancel_job(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -482,6 +608,38 @@ async fn cancel_job(
     Ok((code, Json(status)).into_response())
 }
 
+/// Download a result
+///
+/// Redirects to a presigned S3 URL of the portrait in the format asked for.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/result/{format}",
+    tag = "jobs",
+    operation_id = "get_result",
+    security(("bearer" = []), ("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "Job id (UUIDv7)", example = "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b"),
+        ("format" = String, Path, description = "`png` or `jpg` (`jpeg` works too)", example = "png"),
+    ),
+    responses(
+        (status = 307, description = "Redirect to a presigned GET URL of the result.",
+            headers(("Location" = String, description = "Presigned S3 URL"))),
+        (status = 401, description = "Missing or unknown API key.", body = ErrorBody,
+            example = json!({"error": "send an API key as `Authorization: Bearer <key>` or `X-API-Key`", "code": "unauthorized"})),
+        (status = 404, description = "No such job (or another tenant's), unknown format, or no result in that format.", body = ErrorBody,
+            example = json!({"error": "result in that format not found", "code": "not_found"})),
+        (status = 409, description = "The job has not succeeded.", body = ErrorBody,
+            example = json!({"error": "job is running, not succeeded", "code": "conflict"})),
+        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait")),
+            example = json!({"error": "rate limit of this API key exceeded; retry later", "code": "rate_limited"})),
+        (status = 503, description = "Redis (`queue_unavailable`) or S3 (`storage_unavailable`) is unreachable; see `Retry-After`.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait")),
+            example = json!({"error": "a backing service is unavailable; retry later", "code": "storage_unavailable"})),
+        (status = 500, description = "A bug; details only in the server logs.", body = ErrorBody,
+            example = json!({"error": "internal error", "code": "internal"})),
+    ),
+)]
 async fn get_result(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -512,8 +670,37 @@ async fn get_result(
     Ok(Redirect::temporary(&url).into_response())
 }
 
+/// Retry a dead or failed job
+///
 /// Re-queues a dead or failed job (after the operator fixed its cause): same id, same input,
 /// attempts reset. The job's own tenant or an admin may do it.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/retry",
+    tag = "jobs",
+    operation_id = "retry_job",
+    security(("bearer" = []), ("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "Job id (UUIDv7)", example = "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b"),
+    ),
+    responses(
+        (status = 202, description = "Queued again; the status record.", body = JobStatus),
+        (status = 401, description = "Missing or unknown API key.", body = ErrorBody,
+            example = json!({"error": "send an API key as `Authorization: Bearer <key>` or `X-API-Key`", "code": "unauthorized"})),
+        (status = 404, description = "No such job, or another tenant's.", body = ErrorBody,
+            example = json!({"error": "job not found", "code": "not_found"})),
+        (status = 409, description = "The job is neither dead nor failed.", body = ErrorBody,
+            example = json!({"error": "job is running; only dead or failed jobs can be retried", "code": "conflict"})),
+        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait")),
+            example = json!({"error": "rate limit of this API key exceeded; retry later", "code": "rate_limited"})),
+        (status = 503, description = "Redis is unreachable (`queue_unavailable`); see `Retry-After`.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait")),
+            example = json!({"error": "a backing service is unavailable; retry later", "code": "queue_unavailable"})),
+        (status = 500, description = "A bug; details only in the server logs.", body = ErrorBody,
+            example = json!({"error": "internal error", "code": "internal"})),
+    ),
+)]
 async fn retry_job(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -545,14 +732,43 @@ async fn retry_job(
     Ok((StatusCode::ACCEPTED, Json(status)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DeadQuery {
+    /// How many jobs to list, 1-1000 (default 100).
+    #[param(minimum = 1, maximum = 1000, example = 100)]
     #[serde(default)]
     limit: Option<usize>,
 }
 
+/// List dead jobs
+///
 /// The dead stream, oldest first: every tenant's for an admin, one's own otherwise.
+#[utoipa::path(
+    get,
+    path = "/v1/dead",
+    tag = "jobs",
+    operation_id = "list_dead",
+    security(("bearer" = []), ("api_key" = [])),
+    params(DeadQuery),
+    responses(
+        (status = 200, description = "Dead jobs with their last error.", body = crate::openapi::DeadList,
+            example = json!({"jobs": [{"id": "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b", "tenant": "acme", "error": {"code": "worker_crashed", "message": "processing started 5 times without finishing"}, "at": "2026-01-05T10:02:00.000Z"}]})),
+        (status = 400, description = "A query string that does not parse (plain text from the query extractor, not JSON).",
+            content_type = "text/plain", body = String),
+        (status = 401, description = "Missing or unknown API key.", body = ErrorBody,
+            example = json!({"error": "send an API key as `Authorization: Bearer <key>` or `X-API-Key`", "code": "unauthorized"})),
+        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait")),
+            example = json!({"error": "rate limit of this API key exceeded; retry later", "code": "rate_limited"})),
+        (status = 503, description = "Redis is unreachable (`queue_unavailable`); see `Retry-After`.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait")),
+            example = json!({"error": "a backing service is unavailable; retry later", "code": "queue_unavailable"})),
+        (status = 500, description = "A bug; details only in the server logs.", body = ErrorBody,
+            example = json!({"error": "internal error", "code": "internal"})),
+    ),
+)]
 async fn list_dead(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -571,26 +787,59 @@ async fn list_dead(
     Ok(Json(serde_json::json!({ "jobs": jobs })))
 }
 
-#[derive(Deserialize, Default)]
+/// Body of `POST /v1/uploads`; may be empty.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UploadRequest {
+    /// Becomes the last part of the key (sanitised).
     #[serde(default)]
     filename: Option<String>,
+    /// An `image/*` type the PUT must then send.
     #[serde(default)]
     content_type: Option<String>,
 }
 
-#[derive(Serialize)]
+/// A presigned PUT: upload with it, then create a job with `{"input": {"key": key}}`.
+#[derive(Serialize, utoipa::ToSchema)]
 struct UploadResponse {
+    /// Always `PUT`.
+    #[schema(value_type = String, example = "PUT")]
     method: &'static str,
     url: String,
     bucket: String,
     key: String,
     expires_in_secs: u64,
     /// Headers the PUT must carry for the signature to match.
+    #[schema(value_type = Object, example = json!({"content-type": "image/jpeg"}))]
     headers: Map<String, Value>,
 }
 
+/// Presign an upload
+///
+/// A presigned PUT URL for a large photo to go straight to S3; then create a job that
+/// references its `key`.
+#[utoipa::path(
+    post,
+    path = "/v1/uploads",
+    tag = "uploads",
+    operation_id = "create_upload",
+    security(("bearer" = []), ("api_key" = [])),
+    request_body(content = Option<UploadRequest>, content_type = "application/json",
+        example = json!({"filename": "me.jpg", "content_type": "image/jpeg"})),
+    responses(
+        (status = 200, description = "The presigned PUT.", body = UploadResponse,
+            example = json!({"method": "PUT", "url": "http://127.0.0.1:8333/facecraft/uploads/acme/0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b/me.jpg?X-Amz-Signature=…", "bucket": "facecraft", "key": "uploads/acme/0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b/me.jpg", "expires_in_secs": 900, "headers": {"content-type": "image/jpeg"}})),
+        (status = 400, description = "Malformed JSON (`invalid_request`), unknown field (`invalid_params`), or a content type that is not `image/*`.", body = ErrorBody,
+            example = json!({"error": "content_type must be an image/* type", "code": "invalid_request"})),
+        (status = 401, description = "Missing or unknown API key.", body = ErrorBody,
+            example = json!({"error": "send an API key as `Authorization: Bearer <key>` or `X-API-Key`", "code": "unauthorized"})),
+        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait")),
+            example = json!({"error": "rate limit of this API key exceeded; retry later", "code": "rate_limited"})),
+        (status = 500, description = "A bug; details only in the server logs.", body = ErrorBody,
+            example = json!({"error": "internal error", "code": "internal"})),
+    ),
+)]
 async fn create_upload(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -634,10 +883,37 @@ async fn create_upload(
     }))
 }
 
+/// Liveness
+///
+/// The process is up; checks nothing else.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    operation_id = "healthz",
+    responses(
+        (status = 200, description = "Alive.", body = crate::openapi::Health, example = json!({"status": "ok"})),
+    ),
+)]
 async fn healthz() -> Json<Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
+/// Readiness
+///
+/// Redis and S3 both answer.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    operation_id = "readyz",
+    responses(
+        (status = 200, description = "Ready.", body = crate::openapi::Readiness,
+            example = json!({"status": "ready", "redis": "ok", "s3": "ok"})),
+        (status = 503, description = "Redis or S3 does not answer. The body is the readiness report, not an error body.", body = crate::openapi::Readiness,
+            example = json!({"status": "unavailable", "redis": "ok", "s3": "unavailable"})),
+    ),
+)]
 async fn readyz(State(state): State<Shared>) -> Response {
     let (redis, s3) = tokio::join!(state.queue.ping(), state.store.check());
     let ok = redis.is_ok() && s3.is_ok();

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// Every failure a job or a request can end with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     // Request problems (4xx).
@@ -94,6 +95,7 @@ impl std::fmt::Display for ErrorCode {
 
 /// A failure as recorded on a job: a stable code and a human message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[error("{code}: {message}")]
 pub struct JobError {
     pub code: ErrorCode,

@@ -14,6 +14,11 @@ use crate::error::JobError;
 /// Time-ordered job identifier (UUIDv7), so ids sort by creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(value_type = String, format = "uuid", example = "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b")
+)]
 pub struct JobId(pub Uuid);
 
 impl JobId {
@@ -40,6 +45,7 @@ impl fmt::Display for JobId {
 
 /// An object in S3.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ObjectRef {
     pub bucket: String,
@@ -48,6 +54,7 @@ pub struct ObjectRef {
 
 /// Where results go: `{prefix}{id}/portrait.{png,jpg}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct OutputSpec {
     pub bucket: String,
@@ -120,8 +127,42 @@ impl<'de> Deserialize<'de> for Rgb {
     }
 }
 
+// Hand-written: a colour is read in three spellings but always written as `[r, g, b]`.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Rgb {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+        let component = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(0))
+            .maximum(Some(255));
+        OneOfBuilder::new()
+            .item(
+                ArrayBuilder::new()
+                    .items(component)
+                    .min_items(Some(3))
+                    .max_items(Some(3)),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("`\"r,g,b\"` (0-255 each), `\"#rrggbb\"` or `\"rrggbb\"`"))
+                    .examples(["240,240,240", "#f0f0f0"]),
+            )
+            .description(Some(
+                "An RGB colour. Requests may send `\"240,240,240\"`, `\"#f0f0f0\"`, `\"f0f0f0\"` or \
+                 `[240, 240, 240]`; responses always carry `[r, g, b]`.",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Rgb {}
+
 /// Output image formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     Png,
@@ -155,6 +196,7 @@ impl Format {
 
 /// What to do when a photo holds several faces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FacePolicy {
     /// Use the largest face.
@@ -166,6 +208,7 @@ pub enum FacePolicy {
 
 /// Face detector engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Detector {
     /// dlib HOG + linear SVM: fast on CPU, frontal faces.
@@ -179,6 +222,7 @@ pub enum Detector {
 
 /// Background-removal model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SegmentationModel {
     /// U²-Net small (4.6 MB).
@@ -192,6 +236,7 @@ pub enum SegmentationModel {
 
 /// Portrait parameters. Defaults are those of the service Facecraft replaces.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(default))]
 #[serde(deny_unknown_fields, default)]
 pub struct JobParams {
     /// Output width in pixels (16-4096). Default 648.
@@ -362,6 +407,7 @@ pub fn validate_prefix(prefix: &str) -> Result<(), String> {
 
 /// Lifecycle of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     Queued,
@@ -407,6 +453,7 @@ impl JobState {
 
 /// Where a running job is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Progress {
     pub stage: String,
     pub percent: u8,
@@ -414,6 +461,7 @@ pub struct Progress {
 
 /// One stored result object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OutputObject {
     pub format: Format,
     pub bucket: String,
@@ -428,6 +476,7 @@ pub struct OutputObject {
 
 /// An axis-aligned box in input-image pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FaceBox {
     pub x: f32,
     pub y: f32,
@@ -437,6 +486,7 @@ pub struct FaceBox {
 
 /// The face the portrait was built around.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FaceInfo {
     pub bbox: FaceBox,
     /// Landmark points `[x, y]` in input-image pixels (5 or 68 of them).
@@ -449,6 +499,7 @@ pub struct FaceInfo {
 
 /// What a succeeded job produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobResult {
     pub outputs: Vec<OutputObject>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -459,6 +510,7 @@ pub struct JobResult {
 
 /// The status record clients poll.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobStatus {
     pub id: JobId,
     pub state: JobState,

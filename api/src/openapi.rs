@@ -1,0 +1,266 @@
+//! The OpenAPI 3.1 document of the API, derived from the handlers' `#[utoipa::path]`
+//! annotations and the job contract's schemas. Served at `/openapi.json`; `/docs` renders it.
+//! A route the router serves but this document lacks fails the tests below.
+
+use facecraft_shared::job::{
+    Detector, FaceBox, FaceInfo, FacePolicy, Format, JobParams, JobResult, JobState, JobStatus,
+    ObjectRef, OutputObject, OutputSpec, Progress, Rgb, SegmentationModel,
+};
+use facecraft_shared::{ErrorCode, JobError};
+use serde::Serialize;
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{OpenApi as Document, RefOr};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+/// Every error answer: `{"error": message, "code": code}` with a 4xx/5xx status.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Error, example = json!({"error": "job not found", "code": "not_found"}))]
+pub(crate) struct ErrorBody {
+    /// A human-readable message; a 500 says only `internal error`.
+    error: String,
+    code: ErrorCode,
+}
+
+/// `multipart/form-data` body of `POST /v1/jobs`: the photo, plus parameters either as one
+/// `params` JSON object or as single fields (`width=600`, `background=#ffffff`, ...); single
+/// fields win over `params`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct JobUpload {
+    /// The photo (JPEG, PNG, WebP, GIF, BMP or TIFF). The field may also be named `file`.
+    #[schema(value_type = String, format = Binary)]
+    image: Vec<u8>,
+    /// Portrait parameters as a JSON object, e.g. `{"width": 600, "height": 800}`.
+    #[schema(example = r#"{"width": 600, "height": 800}"#)]
+    params: Option<String>,
+    /// Same as the `Idempotency-Key` header.
+    idempotency_key: Option<String>,
+    /// Any field of `JobParams` may also be sent as a form field of its own.
+    #[schema(example = 600)]
+    width: Option<u32>,
+    #[schema(example = 800)]
+    height: Option<u32>,
+    #[schema(example = "#ffffff")]
+    background: Option<String>,
+}
+
+/// Response of `GET /v1/dead`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct DeadList {
+    jobs: Vec<DeadJob>,
+}
+
+/// A job in the dead stream.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct DeadJob {
+    #[schema(format = "uuid")]
+    id: String,
+    tenant: String,
+    /// The last error before the job was given up, when one was recorded.
+    error: Option<JobError>,
+    /// When it was declared dead, RFC 3339.
+    at: String,
+}
+
+/// Response of `GET /healthz`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct Health {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    status: String,
+}
+
+/// Response of `GET /readyz`: overall state and each backing service.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct Readiness {
+    /// `ready` or `unavailable`.
+    #[schema(example = "ready")]
+    status: String,
+    /// `ok` or `unavailable`.
+    #[schema(example = "ok")]
+    redis: String,
+    /// `ok` or `unavailable`.
+    #[schema(example = "ok")]
+    s3: String,
+}
+
+/// HTTP status (or what happens to the job) and meaning of every error code; the `match` has
+/// no wildcard, so a new `ErrorCode` does not compile until it is documented here (and in
+/// README.md's table).
+pub(crate) const fn error_code_doc(code: ErrorCode) -> (&'static str, &'static str) {
+    match code {
+        ErrorCode::InvalidRequest => (
+            "400 / 403",
+            "malformed JSON, bad S3 key (`..`), bucket not allowed (403), missing image field",
+        ),
+        ErrorCode::InvalidParams => (
+            "400",
+            "unknown field, wrong type or out-of-range parameter",
+        ),
+        ErrorCode::Unauthorized => ("401", "missing or unknown API key"),
+        ErrorCode::NotFound => ("404", "no such job (or another tenant's), route or result"),
+        ErrorCode::MethodNotAllowed => ("405", "a known path with a method it does not serve"),
+        ErrorCode::Conflict => (
+            "409",
+            "cancel of an ended job; result of a job that has not succeeded; retry of a job that is not dead or failed",
+        ),
+        ErrorCode::PayloadTooLarge => ("413", "upload over `FACECRAFT_MAX_UPLOAD_BYTES`"),
+        ErrorCode::UnsupportedMediaType => ("415", "neither JSON nor multipart"),
+        ErrorCode::QueueFull => (
+            "503 + `Retry-After`",
+            "backlog at `FACECRAFT_MAX_BACKLOG`",
+        ),
+        ErrorCode::RateLimited => ("429 + `Retry-After`", "the API key's rate limit is used up"),
+        ErrorCode::InputNotFound => ("404 / job failed", "the input object does not exist"),
+        ErrorCode::UnsupportedFormat => (
+            "400 / job failed",
+            "empty upload; not an image, truncated or corrupt, or a format we cannot decode (HEIC, AVIF)",
+        ),
+        ErrorCode::ImageTooLarge => (
+            "job failed",
+            "over the byte, pixel or side limit (decompression bombs included)",
+        ),
+        ErrorCode::ImageTooSmall => ("job failed", "a side under 32 px"),
+        ErrorCode::NoFaceDetected => ("job failed", "no face found in the photo"),
+        ErrorCode::MultipleFaces => (
+            "job failed",
+            "several faces and `face_policy` is `error`",
+        ),
+        ErrorCode::FaceTooSmall => ("job failed", "the face is too small for a portrait"),
+        ErrorCode::OutputTooLarge => (
+            "job failed",
+            "the JPEG cannot fit `jpeg_max_bytes` even at the lowest quality",
+        ),
+        ErrorCode::StorageUnavailable => (
+            "503 + `Retry-After` / job retried",
+            "S3 unreachable",
+        ),
+        ErrorCode::QueueUnavailable => (
+            "503 + `Retry-After` / job retried",
+            "Redis unreachable",
+        ),
+        ErrorCode::Timeout => ("job retried", "a stage ran over its time limit"),
+        ErrorCode::StorageRejected => (
+            "job failed",
+            "S3 refused a request (permissions, missing output bucket)",
+        ),
+        ErrorCode::ModelUnavailable => ("job failed", "the worker lacks the requested model"),
+        ErrorCode::WorkerCrashed => (
+            "job `dead`",
+            "processing started more than `FACECRAFT_MAX_DELIVERIES` times without finishing",
+        ),
+        ErrorCode::Internal => ("500 / job failed", "a bug; details only in the logs"),
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Facecraft API",
+        description = "Portrait jobs: upload a photo (or reference one in S3), poll the job, download \
+the portrait.\n\nErrors are always JSON `{\"error\": \"<message>\", \"code\": \"<stable code>\"}` with a \
+4xx/5xx status; clients match on `code` (see the `ErrorCode` schema for every code). Every `/v1` \
+request needs an API key, as `Authorization: Bearer <key>` or `X-API-Key: <key>`, unless the \
+server runs with `FACECRAFT_AUTH_DISABLED=true`. A tenant sees only its own jobs; anyone \
+else's job id answers 404.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    paths(
+        crate::routes::create_job,
+        crate::routes::get_job,
+        crate::routes::cancel_job,
+        crate::routes::get_result,
+        crate::routes::retry_job,
+        crate::routes::list_dead,
+        crate::routes::create_upload,
+        crate::routes::healthz,
+        crate::routes::readyz,
+        crate::page::index,
+        crate::page::app_js,
+        crate::page::style_css,
+        crate::page::favicon,
+        crate::docs::openapi_json,
+        crate::docs::docs_page,
+        crate::docs::docs_js,
+        crate::docs::docs_css,
+    ),
+    components(schemas(
+        ErrorBody, ErrorCode, JobError, JobStatus, JobState, JobParams, JobResult, Progress,
+        OutputObject, OutputSpec, ObjectRef, FaceInfo, FaceBox, Format, Rgb, FacePolicy, Detector,
+        SegmentationModel, JobUpload, DeadList, DeadJob, Health, Readiness,
+    )),
+    modifiers(&Security, &ErrorCodes),
+    tags(
+        (name = "jobs", description = "Create, follow, cancel and retry portrait jobs."),
+        (name = "uploads", description = "Presigned uploads of large photos straight to S3."),
+        (name = "health", description = "Liveness and readiness probes; no API key."),
+        (name = "web", description = "The web page at `/` and its assets; no API key."),
+        (name = "docs", description = "This document and its viewer; no API key."),
+    ),
+)]
+struct ApiDoc;
+
+/// The two ways to present an API key.
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, doc: &mut Document) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("`Authorization: Bearer <key>`"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-API-Key",
+                "`X-API-Key: <key>`",
+            ))),
+        );
+    }
+}
+
+/// Writes the code table into the `ErrorCode` schema's description.
+struct ErrorCodes;
+
+impl Modify for ErrorCodes {
+    fn modify(&self, doc: &mut Document) {
+        let Some(RefOr::T(Schema::Object(schema))) = doc
+            .components
+            .as_mut()
+            .and_then(|c| c.schemas.get_mut("ErrorCode"))
+        else {
+            return;
+        };
+        let mut text = String::from(
+            "A stable error code, in HTTP error bodies and in failed jobs' `error`. Clients match \
+             on it; codes are never renamed.\n\n| code | HTTP / job | meaning |\n|---|---|---|\n",
+        );
+        for value in schema.enum_values.iter().flatten() {
+            let name = value.as_str().unwrap_or_default();
+            if let Some(code) = ErrorCode::from_code(name) {
+                let (http, meaning) = error_code_doc(code);
+                text.push_str(&format!("| `{name}` | {http} | {meaning} |\n"));
+            }
+        }
+        schema.description = Some(text);
+    }
+}
+
+/// The document, built once at start.
+pub(crate) fn spec() -> Document {
+    ApiDoc::openapi()
+}
+
+#[cfg(test)]
+mod tests;
