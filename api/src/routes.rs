@@ -35,6 +35,7 @@ pub(crate) fn router(state: Shared, settings: &Settings) -> Router {
         .route("/v1/jobs", post(create_job))
         .route("/v1/jobs/{id}", get(get_job).delete(cancel_job))
         .route("/v1/jobs/{id}/result/{format}", get(get_result))
+        .route("/v1/jobs/{id}/events", get(crate::events::job_events))
         .route("/v1/jobs/{id}/retry", post(retry_job))
         .route("/v1/dead", get(list_dead))
         .route("/v1/uploads", post(create_upload))

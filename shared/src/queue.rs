@@ -864,9 +864,44 @@ impl Queue {
         }
     }
 
+    /// Subscribes to the job's events channel on a connection of its own. Every message on it
+    /// means the status record changed; the record itself stays the source of truth. Once this
+    /// returns, no later change is missed (the subscription is confirmed by Redis).
+    pub async fn subscribe(&self, id: &JobId) -> Result<JobEvents, QueueError> {
+        let client = redis::Client::open(self.redis.url.as_str())?;
+        let timeout = self.redis.timeout();
+        let subscribe = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(self.keys.events(id)).await?;
+            Ok::<_, QueueError>(pubsub)
+        };
+        let pubsub = tokio::time::timeout(timeout, subscribe)
+            .await
+            .map_err(|_| {
+                QueueError::Protocol(format!("SUBSCRIBE gave no answer within {timeout:?}"))
+            })??;
+        Ok(JobEvents {
+            stream: pubsub.into_on_message(),
+        })
+    }
+
     /// Opens the dedicated connection a worker blocks on.
     pub async fn consumer(&self, name: &str) -> Result<Consumer, QueueError> {
         Consumer::connect(self.clone(), name).await
+    }
+}
+
+/// Change notices of one job, from [`Queue::subscribe`]. Dropping it closes the connection.
+pub struct JobEvents {
+    stream: redis::aio::PubSubStream,
+}
+
+impl JobEvents {
+    /// Waits for the next notice; `None` once the connection is gone (Redis restarted, network
+    /// cut): the caller then has to read the status by other means.
+    pub async fn next(&mut self) -> Option<()> {
+        use futures::StreamExt;
+        self.stream.next().await.map(|_| ())
     }
 }
 
