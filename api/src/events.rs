@@ -31,6 +31,7 @@ const MAX_READ_FAILURES: u32 = 5;
 /// Limits and shared state of all event streams of this process.
 pub(crate) struct Streams {
     permits: Arc<Semaphore>,
+    max: usize,
     max_duration: Duration,
     keepalive: Duration,
     poll: Duration,
@@ -43,12 +44,23 @@ impl Streams {
     pub fn new(settings: &Settings, shutdown: watch::Receiver<bool>) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(settings.sse_max_streams)),
+            max: settings.sse_max_streams,
             max_duration: Duration::from_secs(settings.sse_max_secs),
             keepalive: Duration::from_secs(settings.sse_keepalive_secs),
             poll: Duration::from_millis(settings.sse_poll_ms),
             shutdown,
             rejected: Default::default(),
         }
+    }
+
+    /// Streams open now.
+    pub fn open(&self) -> usize {
+        self.max.saturating_sub(self.permits.available_permits())
+    }
+
+    /// Streams refused because all slots were taken, since start.
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

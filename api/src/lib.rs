@@ -5,6 +5,7 @@ mod auth;
 pub mod config;
 pub mod error;
 mod events;
+mod metrics;
 mod routes;
 
 use std::net::SocketAddr;

@@ -41,6 +41,7 @@ pub(crate) fn router(state: Shared, settings: &Settings) -> Router {
         .route("/v1/uploads", post(create_upload))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::metrics))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -392,6 +392,8 @@ pub struct Queue {
     settings: QueueSettings,
     redis: RedisSettings,
     scripts: std::sync::Arc<Scripts>,
+    /// Jobs this process created (not idempotent repeats), for metrics.
+    enqueued: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Queue {
@@ -415,6 +417,7 @@ impl Queue {
             settings: settings.clone(),
             redis: redis.clone(),
             scripts: std::sync::Arc::new(Scripts::new()),
+            enqueued: Default::default(),
         })
     }
 
@@ -476,7 +479,11 @@ impl Queue {
             .invoke_async(&mut c)
             .await?;
         match kind.as_str() {
-            "created" => Ok(Enqueued::Created(job.id)),
+            "created" => {
+                self.enqueued
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(Enqueued::Created(job.id))
+            }
             "existing" => JobId::parse(&value)
                 .map(Enqueued::Existing)
                 .ok_or_else(|| QueueError::Protocol(format!("idempotency key holds `{value}`"))),
@@ -861,6 +868,30 @@ impl Queue {
                 .and_then(JobState::parse)
                 .map(RequeueOutcome::NotRetryable)
                 .ok_or_else(|| QueueError::Protocol(format!("requeue answered `{other}`"))),
+        }
+    }
+
+    /// Jobs created through this handle (and its clones) since the process started.
+    pub fn enqueued_total(&self) -> u64 {
+        self.enqueued.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Entries of the stream not yet delivered to the consumer group (`XINFO GROUPS` lag);
+    /// `None` while there is no group or Redis cannot tell (it can't after some deletions).
+    pub async fn group_lag(&self) -> Result<Option<u64>, QueueError> {
+        let mut c = self.conn().await?;
+        let reply: redis::RedisResult<redis::streams::StreamInfoGroupsReply> =
+            c.xinfo_groups(self.keys.stream()).await;
+        match reply {
+            Ok(r) => Ok(r
+                .groups
+                .iter()
+                .find(|g| g.name == GROUP)
+                .and_then(|g| g.lag)
+                .map(|l| l as u64)),
+            // No stream yet: nothing is waiting.
+            Err(e) if e.to_string().contains("no such key") => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 
