@@ -39,6 +39,20 @@ pub struct Settings {
     /// Buckets jobs may read input from, comma-separated, besides FACECRAFT_S3_BUCKET.
     #[arg(long, env = "FACECRAFT_ALLOWED_BUCKETS", value_delimiter = ',')]
     pub allowed_buckets: Vec<String>,
+    /// Live event streams (`GET /v1/jobs/{id}/events`) open at once; each holds a Redis
+    /// connection. Over it, new streams get `503 too_many_streams`.
+    #[arg(long, env = "FACECRAFT_SSE_MAX_STREAMS", default_value_t = 512)]
+    pub sse_max_streams: usize,
+    /// Longest life of one event stream, in seconds; clients reconnect after it.
+    #[arg(long, env = "FACECRAFT_SSE_MAX_SECS", default_value_t = 3600)]
+    pub sse_max_secs: u64,
+    /// Interval of keep-alive comments on an idle event stream, in seconds.
+    #[arg(long, env = "FACECRAFT_SSE_KEEPALIVE_SECS", default_value_t = 15)]
+    pub sse_keepalive_secs: u64,
+    /// How often an event stream re-reads the status while Redis pub/sub is lost, in ms (with
+    /// pub/sub, every ten times as long, to catch changes that publish nothing).
+    #[arg(long, env = "FACECRAFT_SSE_POLL_MS", default_value_t = 1000)]
+    pub sse_poll_ms: u64,
     #[command(flatten)]
     pub redis: RedisSettings,
     #[command(flatten)]
@@ -60,6 +74,10 @@ impl std::fmt::Debug for Settings {
             .field("rate_limit_per_min", &self.rate_limit_per_min)
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("allowed_buckets", &self.allowed_buckets)
+            .field("sse_max_streams", &self.sse_max_streams)
+            .field("sse_max_secs", &self.sse_max_secs)
+            .field("sse_keepalive_secs", &self.sse_keepalive_secs)
+            .field("sse_poll_ms", &self.sse_poll_ms)
             .field("redis", &self.redis)
             .field("s3", &self.s3)
             .field("queue", &self.queue)
@@ -87,6 +105,17 @@ impl Settings {
         }
         if self.request_timeout_secs == 0 {
             return Err("FACECRAFT_REQUEST_TIMEOUT_SECS must be at least 1".into());
+        }
+        if self.sse_max_streams == 0 {
+            return Err("FACECRAFT_SSE_MAX_STREAMS must be at least 1".into());
+        }
+        if self.sse_max_secs == 0 || self.sse_keepalive_secs == 0 {
+            return Err(
+                "FACECRAFT_SSE_MAX_SECS and FACECRAFT_SSE_KEEPALIVE_SECS must be at least 1".into(),
+            );
+        }
+        if self.sse_poll_ms < 100 {
+            return Err("FACECRAFT_SSE_POLL_MS must be at least 100".into());
         }
         for b in &self.allowed_buckets {
             facecraft_shared::job::validate_bucket(b)

@@ -4,6 +4,8 @@
 mod auth;
 pub mod config;
 pub mod error;
+mod events;
+mod metrics;
 mod page;
 mod routes;
 
@@ -27,6 +29,7 @@ pub(crate) struct AppState {
     pub auth: auth::Auth,
     pub allowed_buckets: Vec<String>,
     pub max_upload_bytes: usize,
+    pub streams: events::Streams,
 }
 
 /// A bound, not yet serving, API server. Tests build it on port 0 and read `port()`.
@@ -34,6 +37,8 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     shutdown_timeout: Duration,
+    /// Tells open event streams to end when shutdown starts.
+    stop_streams: tokio::sync::watch::Sender<bool>,
 }
 
 impl Application {
@@ -53,6 +58,7 @@ impl Application {
             .context("building the S3 client")?;
         let mut allowed_buckets = settings.allowed_buckets.clone();
         allowed_buckets.push(settings.s3.bucket.clone());
+        let (stop_streams, streams_stopped) = tokio::sync::watch::channel(false);
         let state = Arc::new(AppState {
             queue,
             store,
@@ -64,6 +70,7 @@ impl Application {
             ),
             allowed_buckets,
             max_upload_bytes: settings.max_upload_bytes,
+            streams: events::Streams::new(&settings, streams_stopped),
         });
         let router = routes::router(state, &settings);
         let listener = TcpListener::bind(&settings.addr)
@@ -73,6 +80,7 @@ impl Application {
             listener,
             router,
             shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
+            stop_streams,
         })
     }
 
@@ -93,9 +101,11 @@ impl Application {
     {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let grace = self.shutdown_timeout;
+        let stop_streams = self.stop_streams;
         let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
+            stop_streams.send_replace(true);
             let _ = tx.send(());
         });
         let serve = tokio::spawn(async move { serve.await });

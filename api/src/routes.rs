@@ -35,11 +35,13 @@ pub(crate) fn router(state: Shared, settings: &Settings) -> Router {
         .route("/v1/jobs", post(create_job))
         .route("/v1/jobs/{id}", get(get_job).delete(cancel_job))
         .route("/v1/jobs/{id}/result/{format}", get(get_result))
+        .route("/v1/jobs/{id}/events", get(crate::events::job_events))
         .route("/v1/jobs/{id}/retry", post(retry_job))
         .route("/v1/dead", get(list_dead))
         .route("/v1/uploads", post(create_upload))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::metrics))
         .merge(crate::page::router(settings))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {

@@ -20,6 +20,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     QueueFull,
     RateLimited,
+    /// Every slot for live event streams is taken.
+    TooManyStreams,
     // Input problems: the job fails at once, retrying cannot help.
     InputNotFound,
     UnsupportedFormat,
@@ -54,6 +56,7 @@ impl ErrorCode {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::QueueFull => "queue_full",
             Self::RateLimited => "rate_limited",
+            Self::TooManyStreams => "too_many_streams",
             Self::InputNotFound => "input_not_found",
             Self::UnsupportedFormat => "unsupported_format",
             Self::ImageTooLarge => "image_too_large",

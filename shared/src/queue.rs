@@ -392,6 +392,8 @@ pub struct Queue {
     settings: QueueSettings,
     redis: RedisSettings,
     scripts: std::sync::Arc<Scripts>,
+    /// Jobs this process created (not idempotent repeats), for metrics.
+    enqueued: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Queue {
@@ -415,6 +417,7 @@ impl Queue {
             settings: settings.clone(),
             redis: redis.clone(),
             scripts: std::sync::Arc::new(Scripts::new()),
+            enqueued: Default::default(),
         })
     }
 
@@ -476,7 +479,11 @@ impl Queue {
             .invoke_async(&mut c)
             .await?;
         match kind.as_str() {
-            "created" => Ok(Enqueued::Created(job.id)),
+            "created" => {
+                self.enqueued
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(Enqueued::Created(job.id))
+            }
             "existing" => JobId::parse(&value)
                 .map(Enqueued::Existing)
                 .ok_or_else(|| QueueError::Protocol(format!("idempotency key holds `{value}`"))),
@@ -864,9 +871,68 @@ impl Queue {
         }
     }
 
+    /// Jobs created through this handle (and its clones) since the process started.
+    pub fn enqueued_total(&self) -> u64 {
+        self.enqueued.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Entries of the stream not yet delivered to the consumer group (`XINFO GROUPS` lag);
+    /// `None` while there is no group or Redis cannot tell (it can't after some deletions).
+    pub async fn group_lag(&self) -> Result<Option<u64>, QueueError> {
+        let mut c = self.conn().await?;
+        let reply: redis::RedisResult<redis::streams::StreamInfoGroupsReply> =
+            c.xinfo_groups(self.keys.stream()).await;
+        match reply {
+            Ok(r) => Ok(r
+                .groups
+                .iter()
+                .find(|g| g.name == GROUP)
+                .and_then(|g| g.lag)
+                .map(|l| l as u64)),
+            // No stream yet: nothing is waiting.
+            Err(e) if e.to_string().contains("no such key") => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Subscribes to the job's events channel on a connection of its own. Every message on it
+    /// means the status record changed; the record itself stays the source of truth. Once this
+    /// returns, no later change is missed (the subscription is confirmed by Redis).
+    pub async fn subscribe(&self, id: &JobId) -> Result<JobEvents, QueueError> {
+        let client = redis::Client::open(self.redis.url.as_str())?;
+        let timeout = self.redis.timeout();
+        let subscribe = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(self.keys.events(id)).await?;
+            Ok::<_, QueueError>(pubsub)
+        };
+        let pubsub = tokio::time::timeout(timeout, subscribe)
+            .await
+            .map_err(|_| {
+                QueueError::Protocol(format!("SUBSCRIBE gave no answer within {timeout:?}"))
+            })??;
+        Ok(JobEvents {
+            stream: pubsub.into_on_message(),
+        })
+    }
+
     /// Opens the dedicated connection a worker blocks on.
     pub async fn consumer(&self, name: &str) -> Result<Consumer, QueueError> {
         Consumer::connect(self.clone(), name).await
+    }
+}
+
+/// Change notices of one job, from [`Queue::subscribe`]. Dropping it closes the connection.
+pub struct JobEvents {
+    stream: redis::aio::PubSubStream,
+}
+
+impl JobEvents {
+    /// Waits for the next notice; `None` once the connection is gone (Redis restarted, network
+    /// cut): the caller then has to read the status by other means.
+    pub async fn next(&mut self) -> Option<()> {
+        use futures::StreamExt;
+        self.stream.next().await.map(|_| ())
     }
 }
 

@@ -164,6 +164,8 @@ impl Stack {
             ("FACECRAFT_WORKER_CONCURRENCY".into(), "2".into()),
             ("FACECRAFT_LOG_FORMAT".into(), "text".into()),
             ("RUST_LOG".into(), "info".into()),
+            // Each worker its own free port, so parallel tests never contend for 9091.
+            ("FACECRAFT_WORKER_METRICS_ADDR".into(), "127.0.0.1:0".into()),
         ];
         Self {
             prefix,
