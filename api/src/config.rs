@@ -39,6 +39,16 @@ pub struct Settings {
     /// Buckets jobs may read input from, comma-separated, besides FACECRAFT_S3_BUCKET.
     #[arg(long, env = "FACECRAFT_ALLOWED_BUCKETS", value_delimiter = ',')]
     pub allowed_buckets: Vec<String>,
+    /// How long the Python-compatible endpoints (`/api/v1/process*`) wait for a job to end
+    /// before answering 504 with its id, in seconds; less than FACECRAFT_REQUEST_TIMEOUT_SECS.
+    #[arg(long, env = "FACECRAFT_COMPAT_WAIT_SECS", default_value_t = 25)]
+    pub compat_wait_secs: u64,
+    /// Most inputs in one batch (`/v1/batches`, `/api/v1/process/batch`).
+    #[arg(long, env = "FACECRAFT_MAX_BATCH_SIZE", default_value_t = 50)]
+    pub max_batch_size: usize,
+    /// Largest batch upload body, and largest zip of a batch's results, in bytes.
+    #[arg(long, env = "FACECRAFT_MAX_BATCH_BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub max_batch_bytes: usize,
     #[command(flatten)]
     pub redis: RedisSettings,
     #[command(flatten)]
@@ -60,6 +70,9 @@ impl std::fmt::Debug for Settings {
             .field("rate_limit_per_min", &self.rate_limit_per_min)
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("allowed_buckets", &self.allowed_buckets)
+            .field("compat_wait_secs", &self.compat_wait_secs)
+            .field("max_batch_size", &self.max_batch_size)
+            .field("max_batch_bytes", &self.max_batch_bytes)
             .field("redis", &self.redis)
             .field("s3", &self.s3)
             .field("queue", &self.queue)
@@ -87,6 +100,21 @@ impl Settings {
         }
         if self.request_timeout_secs == 0 {
             return Err("FACECRAFT_REQUEST_TIMEOUT_SECS must be at least 1".into());
+        }
+        if self.compat_wait_secs == 0 || self.compat_wait_secs >= self.request_timeout_secs {
+            return Err(format!(
+                "FACECRAFT_COMPAT_WAIT_SECS must be 1 to FACECRAFT_REQUEST_TIMEOUT_SECS - 1 ({}), got {}",
+                self.request_timeout_secs.saturating_sub(1),
+                self.compat_wait_secs
+            ));
+        }
+        if !(1..=1000).contains(&self.max_batch_size) {
+            return Err("FACECRAFT_MAX_BATCH_SIZE must be 1-1000".into());
+        }
+        if self.max_batch_bytes < self.max_upload_bytes {
+            return Err(
+                "FACECRAFT_MAX_BATCH_BYTES must be at least FACECRAFT_MAX_UPLOAD_BYTES".into(),
+            );
         }
         for b in &self.allowed_buckets {
             facecraft_shared::job::validate_bucket(b)

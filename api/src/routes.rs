@@ -40,6 +40,8 @@ pub(crate) fn router(state: Shared, settings: &Settings) -> Router {
         .route("/v1/uploads", post(create_upload))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(crate::compat::router(settings.max_batch_bytes))
+        .merge(crate::batches::router(settings.max_batch_bytes))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
