@@ -97,9 +97,14 @@ pub(crate) async fn create(
         )
     })?;
     if let Err(e) = state.queue.enqueue_batch(&batch.id, &json, &jobs).await {
+        // Only what this request stored (under its new job ids), never a referenced input.
         let uploaded: Vec<_> = inputs
             .into_iter()
-            .filter(|u| u.input.key.starts_with("uploads/"))
+            .filter(|u| {
+                u.input
+                    .key
+                    .starts_with(&format!("uploads/{tenant}/{}/", u.job_id))
+            })
             .collect();
         submit::remove_inputs(state, &uploaded).await;
         return Err(e.into());

@@ -4,6 +4,7 @@
 //! upload, rate and backlog limits of `/v1` apply, and `background_r` is red.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -280,6 +281,9 @@ async fn run_one(
     allowed: &[&str],
     base: JobParams,
 ) -> Result<(JobStatus, ProcessForm), CompatError> {
+    // Measured from the request's arrival, so the answer comes before the request timeout
+    // however long the upload took.
+    let deadline = Instant::now() + state.compat_wait;
     let tenant = state.auth.caller(headers)?.tenant;
     let form = submit::read_uploads(state, &tenant, multipart, &["file", "image"], 1).await?;
     let parsed = match process_form(&form.fields, allowed, base) {
@@ -305,12 +309,11 @@ async fn run_one(
         return Err(ApiError::from(e).into());
     }
     tracing::info!(job_id = %job.id, tenant = %tenant, "compat job enqueued");
-    let waited = submit::wait_for_end(state, &[job.id], &tenant, state.compat_wait).await?;
+    let waited = submit::wait_for_end(state, &[job.id], &tenant, deadline).await?;
     let status = waited.statuses.into_iter().next().flatten();
     match status {
         None => Err(CompatError::from(ApiError::not_found("job")).with_job(job.id)),
-        Some(s) if !waited.done => {
-            let _ = s;
+        Some(_) if !waited.done => {
             Err(CompatError::from(still_running(&job.id, state.compat_wait)).with_job(job.id))
         }
         Some(s) if s.state == JobState::Succeeded => Ok((s, parsed)),
@@ -429,6 +432,7 @@ async fn batch(
     headers: HeaderMap,
     multipart: Multipart,
 ) -> Result<Response, CompatError> {
+    let deadline = Instant::now() + state.compat_wait;
     let tenant = state.auth.caller(&headers)?.tenant;
     let form = submit::read_uploads(
         &state,
@@ -450,7 +454,7 @@ async fn batch(
     }
     let created = batches::create(&state, &tenant, form.files, parsed.params, None).await?;
     let ids: Vec<JobId> = created.jobs.iter().map(|j| j.id).collect();
-    let waited = submit::wait_for_end(&state, &ids, &tenant, state.compat_wait).await?;
+    let waited = submit::wait_for_end(&state, &ids, &tenant, deadline).await?;
     let mut items = Vec::with_capacity(ids.len());
     for (entry, status) in created.jobs.iter().zip(&waited.statuses) {
         let (state_name, success, error, message) = match status {

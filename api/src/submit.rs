@@ -235,15 +235,14 @@ pub(crate) struct Waited {
     pub done: bool,
 }
 
-/// Polls the status records until every job has ended or `wait` has passed. Polling backs off
-/// from 50 ms to 500 ms, so a short job answers quickly and a long wait costs few reads.
+/// Polls the status records until every job has ended or `deadline` has passed. Polling backs
+/// off from 50 ms to 500 ms, so a short job answers quickly and a long wait costs few reads.
 pub(crate) async fn wait_for_end(
     state: &AppState,
     ids: &[JobId],
     tenant: &str,
-    wait: Duration,
+    deadline: Instant,
 ) -> Result<Waited, ApiError> {
-    let deadline = Instant::now() + wait;
     let mut pause = Duration::from_millis(50);
     loop {
         let statuses = state.queue.statuses(ids, Some(tenant)).await?;

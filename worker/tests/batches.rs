@@ -204,13 +204,17 @@ async fn json_batches_are_tenant_scoped_and_queued_all_or_nothing() {
     let (code, _) = send(stack.http.get(stack.url(&format!("/v1/batches/{id}")))).await;
     assert_eq!(code, 401);
 
-    // The backlog holds 3: two wait, so a batch of two more is refused whole.
+    // The backlog holds 3: two wait, so a batch of two more is refused whole, and inputs it
+    // only referenced (even a presigned upload's) stay where they are.
+    let presigned = "uploads/globex/0190a5a0-0000-7000-8000-000000000001/me.png";
+    stack.put_input(presigned, astronaut()).await;
+    let refused = json!({"inputs": [{"key": "inbox/a.png"}, {"key": presigned}]});
     let (code, body) = send(
         stack
             .http
             .post(stack.url("/v1/batches"))
             .bearer_auth(GLOBEX)
-            .json(&json!({"inputs": [{"key": "inbox/a.png"}, {"key": "inbox/a.png"}]})),
+            .json(&refused),
     )
     .await;
     assert_eq!(
@@ -223,6 +227,7 @@ async fn json_batches_are_tenant_scoped_and_queued_all_or_nothing() {
         stats.stream_len, 2,
         "nothing of the refused batch was queued"
     );
+    assert!(stack.get_object(presigned).await.is_some());
 
     // Bad requests.
     for (bad, code_want) in [
