@@ -2,12 +2,15 @@
 //! and serves their status. It never touches pixels; workers do.
 
 mod auth;
+mod batches;
+mod compat;
 pub mod config;
 pub mod error;
 mod events;
 mod metrics;
 mod page;
 mod routes;
+mod submit;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,6 +33,12 @@ pub(crate) struct AppState {
     pub allowed_buckets: Vec<String>,
     pub max_upload_bytes: usize,
     pub streams: events::Streams,
+    /// How long `/api/v1/process*` waits for a job to end.
+    pub compat_wait: Duration,
+    pub max_batch_size: usize,
+    pub max_batch_bytes: usize,
+    /// For `/status`'s uptime.
+    pub started: std::time::Instant,
 }
 
 /// A bound, not yet serving, API server. Tests build it on port 0 and read `port()`.
@@ -71,6 +80,10 @@ impl Application {
             allowed_buckets,
             max_upload_bytes: settings.max_upload_bytes,
             streams: events::Streams::new(&settings, streams_stopped),
+            compat_wait: Duration::from_secs(settings.compat_wait_secs),
+            max_batch_size: settings.max_batch_size,
+            max_batch_bytes: settings.max_batch_bytes,
+            started: std::time::Instant::now(),
         });
         let router = routes::router(state, &settings);
         let listener = TcpListener::bind(&settings.addr)

@@ -43,6 +43,8 @@ pub(crate) fn router(state: Shared, settings: &Settings) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(crate::metrics::metrics))
         .merge(crate::page::router(settings))
+        .merge(crate::compat::router(settings.max_batch_bytes))
+        .merge(crate::batches::router(settings.max_batch_bytes))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -41,6 +41,8 @@ pub enum ErrorCode {
     ModelUnavailable,
     WorkerCrashed,
     Internal,
+    // A batch's results are over the zip size limit.
+    ArchiveTooLarge,
 }
 
 impl ErrorCode {
@@ -72,6 +74,7 @@ impl ErrorCode {
             Self::ModelUnavailable => "model_unavailable",
             Self::WorkerCrashed => "worker_crashed",
             Self::Internal => "internal",
+            Self::ArchiveTooLarge => "archive_too_large",
         }
     }
 
