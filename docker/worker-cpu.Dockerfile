@@ -102,12 +102,14 @@ ENV FACECRAFT_MODELS_DIR=/opt/facecraft/models \
     FACECRAFT_DETECTORS=${FACECRAFT_DETECTORS} \
     FACECRAFT_SEGMENTATION_MODELS=${FACECRAFT_SEGMENTATION_MODELS} \
     FACECRAFT_LOG_FORMAT=json \
+    FACECRAFT_WORKER_METRICS_ADDR=0.0.0.0:9091 \
     OPENBLAS_NUM_THREADS=1
 USER 10001:10001
-# No HTTP port: healthy while the worker process runs (a dead worker ends the container anyway).
-# /proc/PID/comm holds the first 15 characters of the name.
+# /metrics (Prometheus) and /healthz on FACECRAFT_WORKER_METRICS_ADDR; the check asks /healthz
+# through bash's /dev/tcp (the image has no curl).
+EXPOSE 9091
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["bash", "-c", "grep -qsx facecraft-worke /proc/[0-9]*/comm"]
+    CMD ["bash", "-c", "exec 3<>\"/dev/tcp/127.0.0.1/${FACECRAFT_WORKER_METRICS_ADDR##*:}\" && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && read -r _ code _ <&3 && [ \"$code\" = 200 ]"]
 # tini forwards SIGTERM: the worker stops reading, finishes in-flight jobs within
 # FACECRAFT_DRAIN_TIMEOUT_SECS (60) and exits; give it a longer stop timeout than that.
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/facecraft-worker"]

@@ -108,12 +108,16 @@ ENV FACECRAFT_MODELS_DIR=/opt/facecraft/models \
     FACECRAFT_DETECTORS=${FACECRAFT_DETECTORS} \
     FACECRAFT_SEGMENTATION_MODELS=${FACECRAFT_SEGMENTATION_MODELS} \
     FACECRAFT_LOG_FORMAT=json \
+    FACECRAFT_WORKER_METRICS_ADDR=0.0.0.0:9091 \
     OPENBLAS_NUM_THREADS=1 \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 USER 10001:10001
+# /metrics (Prometheus) and /healthz on FACECRAFT_WORKER_METRICS_ADDR; the check asks /healthz
+# through bash's /dev/tcp (the image has no curl).
+EXPOSE 9091
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["bash", "-c", "grep -qsx facecraft-worke /proc/[0-9]*/comm"]
+    CMD ["bash", "-c", "exec 3<>\"/dev/tcp/127.0.0.1/${FACECRAFT_WORKER_METRICS_ADDR##*:}\" && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && read -r _ code _ <&3 && [ \"$code\" = 200 ]"]
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/facecraft-worker"]
 CMD ["serve"]
 

@@ -39,6 +39,30 @@ pub struct Settings {
     /// Buckets jobs may read input from, comma-separated, besides FACECRAFT_S3_BUCKET.
     #[arg(long, env = "FACECRAFT_ALLOWED_BUCKETS", value_delimiter = ',')]
     pub allowed_buckets: Vec<String>,
+    /// Live event streams (`GET /v1/jobs/{id}/events`) open at once; each holds a Redis
+    /// connection. Over it, new streams get `503 too_many_streams`.
+    #[arg(long, env = "FACECRAFT_SSE_MAX_STREAMS", default_value_t = 512)]
+    pub sse_max_streams: usize,
+    /// Longest life of one event stream, in seconds; clients reconnect after it.
+    #[arg(long, env = "FACECRAFT_SSE_MAX_SECS", default_value_t = 3600)]
+    pub sse_max_secs: u64,
+    /// Interval of keep-alive comments on an idle event stream, in seconds.
+    #[arg(long, env = "FACECRAFT_SSE_KEEPALIVE_SECS", default_value_t = 15)]
+    pub sse_keepalive_secs: u64,
+    /// How often an event stream re-reads the status while Redis pub/sub is lost, in ms (with
+    /// pub/sub, every ten times as long, to catch changes that publish nothing).
+    #[arg(long, env = "FACECRAFT_SSE_POLL_MS", default_value_t = 1000)]
+    pub sse_poll_ms: u64,
+    /// How long the Python-compatible endpoints (`/api/v1/process*`) wait for a job to end
+    /// before answering 504 with its id, in seconds; less than FACECRAFT_REQUEST_TIMEOUT_SECS.
+    #[arg(long, env = "FACECRAFT_COMPAT_WAIT_SECS", default_value_t = 25)]
+    pub compat_wait_secs: u64,
+    /// Most inputs in one batch (`/v1/batches`, `/api/v1/process/batch`).
+    #[arg(long, env = "FACECRAFT_MAX_BATCH_SIZE", default_value_t = 50)]
+    pub max_batch_size: usize,
+    /// Largest batch upload body, and largest zip of a batch's results, in bytes.
+    #[arg(long, env = "FACECRAFT_MAX_BATCH_BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub max_batch_bytes: usize,
     #[command(flatten)]
     pub redis: RedisSettings,
     #[command(flatten)]
@@ -60,6 +84,13 @@ impl std::fmt::Debug for Settings {
             .field("rate_limit_per_min", &self.rate_limit_per_min)
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("allowed_buckets", &self.allowed_buckets)
+            .field("sse_max_streams", &self.sse_max_streams)
+            .field("sse_max_secs", &self.sse_max_secs)
+            .field("sse_keepalive_secs", &self.sse_keepalive_secs)
+            .field("sse_poll_ms", &self.sse_poll_ms)
+            .field("compat_wait_secs", &self.compat_wait_secs)
+            .field("max_batch_size", &self.max_batch_size)
+            .field("max_batch_bytes", &self.max_batch_bytes)
             .field("redis", &self.redis)
             .field("s3", &self.s3)
             .field("queue", &self.queue)
@@ -87,6 +118,32 @@ impl Settings {
         }
         if self.request_timeout_secs == 0 {
             return Err("FACECRAFT_REQUEST_TIMEOUT_SECS must be at least 1".into());
+        }
+        if self.sse_max_streams == 0 {
+            return Err("FACECRAFT_SSE_MAX_STREAMS must be at least 1".into());
+        }
+        if self.sse_max_secs == 0 || self.sse_keepalive_secs == 0 {
+            return Err(
+                "FACECRAFT_SSE_MAX_SECS and FACECRAFT_SSE_KEEPALIVE_SECS must be at least 1".into(),
+            );
+        }
+        if self.sse_poll_ms < 100 {
+            return Err("FACECRAFT_SSE_POLL_MS must be at least 100".into());
+        }
+        if self.compat_wait_secs == 0 || self.compat_wait_secs >= self.request_timeout_secs {
+            return Err(format!(
+                "FACECRAFT_COMPAT_WAIT_SECS must be 1 to FACECRAFT_REQUEST_TIMEOUT_SECS - 1 ({}), got {}",
+                self.request_timeout_secs.saturating_sub(1),
+                self.compat_wait_secs
+            ));
+        }
+        if !(1..=1000).contains(&self.max_batch_size) {
+            return Err("FACECRAFT_MAX_BATCH_SIZE must be 1-1000".into());
+        }
+        if self.max_batch_bytes < self.max_upload_bytes {
+            return Err(
+                "FACECRAFT_MAX_BATCH_BYTES must be at least FACECRAFT_MAX_UPLOAD_BYTES".into(),
+            );
         }
         for b in &self.allowed_buckets {
             facecraft_shared::job::validate_bucket(b)

@@ -2,12 +2,17 @@
 //! and serves their status. It never touches pixels; workers do.
 
 mod auth;
+mod batches;
+mod compat;
 pub mod config;
 mod docs;
 pub mod error;
+mod events;
+mod metrics;
 mod openapi;
 mod page;
 mod routes;
+mod submit;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +34,13 @@ pub(crate) struct AppState {
     pub auth: auth::Auth,
     pub allowed_buckets: Vec<String>,
     pub max_upload_bytes: usize,
+    pub streams: events::Streams,
+    /// How long `/api/v1/process*` waits for a job to end.
+    pub compat_wait: Duration,
+    pub max_batch_size: usize,
+    pub max_batch_bytes: usize,
+    /// For `/status`'s uptime.
+    pub started: std::time::Instant,
 }
 
 /// A bound, not yet serving, API server. Tests build it on port 0 and read `port()`.
@@ -36,6 +48,8 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     shutdown_timeout: Duration,
+    /// Tells open event streams to end when shutdown starts.
+    stop_streams: tokio::sync::watch::Sender<bool>,
 }
 
 impl Application {
@@ -55,6 +69,7 @@ impl Application {
             .context("building the S3 client")?;
         let mut allowed_buckets = settings.allowed_buckets.clone();
         allowed_buckets.push(settings.s3.bucket.clone());
+        let (stop_streams, streams_stopped) = tokio::sync::watch::channel(false);
         let state = Arc::new(AppState {
             queue,
             store,
@@ -66,6 +81,11 @@ impl Application {
             ),
             allowed_buckets,
             max_upload_bytes: settings.max_upload_bytes,
+            streams: events::Streams::new(&settings, streams_stopped),
+            compat_wait: Duration::from_secs(settings.compat_wait_secs),
+            max_batch_size: settings.max_batch_size,
+            max_batch_bytes: settings.max_batch_bytes,
+            started: std::time::Instant::now(),
         });
         let router = routes::router(state, &settings);
         let listener = TcpListener::bind(&settings.addr)
@@ -75,6 +95,7 @@ impl Application {
             listener,
             router,
             shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
+            stop_streams,
         })
     }
 
@@ -95,9 +116,11 @@ impl Application {
     {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let grace = self.shutdown_timeout;
+        let stop_streams = self.stop_streams;
         let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
+            stop_streams.send_replace(true);
             let _ = tx.send(());
         });
         let serve = tokio::spawn(async move { serve.await });

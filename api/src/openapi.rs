@@ -155,7 +155,172 @@ pub(crate) const fn error_code_doc(code: ErrorCode) -> (&'static str, &'static s
             "processing started more than `FACECRAFT_MAX_DELIVERIES` times without finishing",
         ),
         ErrorCode::Internal => ("500 / job failed", "a bug; details only in the logs"),
+        ErrorCode::TooManyStreams => (
+            "503 + `Retry-After`",
+            "`FACECRAFT_SSE_MAX_STREAMS` event streams are already open; poll instead",
+        ),
+        ErrorCode::ArchiveTooLarge => (
+            "422",
+            "a batch's zip would be over `FACECRAFT_MAX_BATCH_BYTES`; ask for fewer `formats`",
+        ),
     }
+}
+
+/// Error body of the Python-compatible routes: FastAPI's `detail`, here our stable code.
+#[derive(ToSchema)]
+#[schema(as = CompatError)]
+#[allow(dead_code)]
+pub(crate) struct CompatErrorBody {
+    detail: ErrorCode,
+    #[schema(example = "no face found in the photo")]
+    message: String,
+    /// The job's id, when one was created.
+    #[schema(format = "uuid")]
+    job_id: Option<String>,
+}
+
+/// Answer of `POST /api/v1/process`, success or failure (then `success: false`, `error`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ProcessResult {
+    success: bool,
+    #[schema(format = "uuid")]
+    job_id: Option<String>,
+    processing_time_ms: Option<u64>,
+    png_url: Option<String>,
+    jpg_url: Option<String>,
+    /// With `return_base64=true`.
+    png_base64: Option<String>,
+    jpg_base64: Option<String>,
+    error: Option<ErrorCode>,
+    error_message: Option<String>,
+    /// On failures, the code again (FastAPI's field).
+    detail: Option<ErrorCode>,
+}
+
+/// Form of `POST /api/v1/process` (the Python service's field names and defaults).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ProcessUpload {
+    /// The photo (`image` is accepted too).
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    #[schema(example = 648)]
+    width: Option<u32>,
+    #[schema(example = 648)]
+    height: Option<u32>,
+    #[schema(example = 240)]
+    background_r: Option<u8>,
+    #[schema(example = 240)]
+    background_g: Option<u8>,
+    #[schema(example = 240)]
+    background_b: Option<u8>,
+    #[schema(example = 0.3)]
+    face_margin: Option<f32>,
+    #[schema(example = true)]
+    use_oval_mask: Option<bool>,
+    #[schema(example = true)]
+    enhance_face: Option<bool>,
+    #[schema(example = 0.7)]
+    enhance_fidelity: Option<f32>,
+    #[schema(example = false)]
+    return_base64: Option<bool>,
+}
+
+/// Form of `POST /api/v1/process/quick`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct QuickUpload {
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// Side of the square PNG.
+    #[schema(example = 648)]
+    size: Option<u32>,
+}
+
+/// Multipart form of a batch: repeated `files` (or `file`, `image`) and shared parameters as
+/// fields.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct BatchUpload {
+    #[schema(value_type = Vec<String>, format = Binary)]
+    files: Vec<Vec<u8>>,
+    #[schema(example = 648)]
+    width: Option<u32>,
+    #[schema(example = 648)]
+    height: Option<u32>,
+}
+
+/// Answer of `POST /api/v1/process/batch`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct CompatBatchResult {
+    success: bool,
+    #[schema(format = "uuid")]
+    batch_id: String,
+    total: usize,
+    successful: usize,
+    failed: usize,
+    pending: usize,
+    results: Vec<CompatBatchItem>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct CompatBatchItem {
+    filename: Option<String>,
+    success: bool,
+    #[schema(format = "uuid")]
+    job_id: String,
+    state: JobState,
+    png_url: Option<String>,
+    jpg_url: Option<String>,
+    error: Option<ErrorCode>,
+    error_message: Option<String>,
+}
+
+/// Answer of `GET /ready`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct CompatReady {
+    ready: bool,
+    #[schema(example = "ready")]
+    status: String,
+    #[schema(example = "ok")]
+    redis: String,
+    #[schema(example = "ok")]
+    s3: String,
+}
+
+/// JSON body of `POST /v1/batches`.
+#[derive(ToSchema)]
+#[schema(as = BatchRequest)]
+#[allow(dead_code)]
+pub(crate) struct BatchRequestDoc {
+    inputs: Vec<ObjectRef>,
+    params: Option<JobParams>,
+    output: Option<OutputSpec>,
+}
+
+/// Answer of `POST /v1/batches`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct BatchCreated {
+    #[schema(format = "uuid")]
+    id: String,
+    total: usize,
+    jobs: Vec<BatchCreatedJob>,
+    #[schema(example = "/v1/batches/0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b")]
+    status_url: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct BatchCreatedJob {
+    #[schema(format = "uuid")]
+    id: String,
+    filename: Option<String>,
+    input: ObjectRef,
 }
 
 #[derive(OpenApi)]
@@ -180,6 +345,19 @@ else's job id answers 404.",
         crate::routes::create_upload,
         crate::routes::healthz,
         crate::routes::readyz,
+        crate::events::job_events,
+        crate::metrics::metrics,
+        crate::compat::process,
+        crate::compat::quick,
+        crate::compat::batch,
+        crate::compat::download,
+        crate::compat::delete_job,
+        crate::compat::health,
+        crate::compat::ready,
+        crate::compat::status,
+        crate::batches::create_batch,
+        crate::batches::get_batch,
+        crate::batches::get_zip,
         crate::page::index,
         crate::page::app_js,
         crate::page::style_css,
@@ -192,7 +370,9 @@ else's job id answers 404.",
     components(schemas(
         ErrorBody, ErrorCode, JobError, JobStatus, JobState, JobParams, JobResult, Progress,
         OutputObject, OutputSpec, ObjectRef, FaceInfo, FaceBox, Format, Rgb, FacePolicy, Detector,
-        SegmentationModel, JobUpload, DeadList, DeadJob, Health, Readiness,
+        SegmentationModel, JobUpload, DeadList, DeadJob, Health, Readiness, CompatErrorBody,
+        ProcessResult, ProcessUpload, QuickUpload, BatchUpload, CompatBatchResult, CompatBatchItem,
+        CompatReady, BatchRequestDoc, BatchCreated, BatchCreatedJob,
     )),
     modifiers(&Security, &ErrorCodes),
     tags(
@@ -201,6 +381,8 @@ else's job id answers 404.",
         (name = "health", description = "Liveness and readiness probes; no API key."),
         (name = "web", description = "The web page at `/` and its assets; no API key."),
         (name = "docs", description = "This document and its viewer; no API key."),
+        (name = "batches", description = "Many inputs with shared parameters, followed together."),
+        (name = "compat", description = "The Python service's API on top of the queue: enqueue, then wait up to `FACECRAFT_COMPAT_WAIT_SECS`. Failures answer 4xx/5xx; the API key, upload, rate and backlog limits of `/v1` apply."),
     ),
 )]
 struct ApiDoc;

@@ -21,6 +21,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     QueueFull,
     RateLimited,
+    /// Every slot for live event streams is taken.
+    TooManyStreams,
     // Input problems: the job fails at once, retrying cannot help.
     InputNotFound,
     UnsupportedFormat,
@@ -40,6 +42,8 @@ pub enum ErrorCode {
     ModelUnavailable,
     WorkerCrashed,
     Internal,
+    // A batch's results are over the zip size limit.
+    ArchiveTooLarge,
 }
 
 impl ErrorCode {
@@ -55,6 +59,7 @@ impl ErrorCode {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::QueueFull => "queue_full",
             Self::RateLimited => "rate_limited",
+            Self::TooManyStreams => "too_many_streams",
             Self::InputNotFound => "input_not_found",
             Self::UnsupportedFormat => "unsupported_format",
             Self::ImageTooLarge => "image_too_large",
@@ -70,6 +75,7 @@ impl ErrorCode {
             Self::ModelUnavailable => "model_unavailable",
             Self::WorkerCrashed => "worker_crashed",
             Self::Internal => "internal",
+            Self::ArchiveTooLarge => "archive_too_large",
         }
     }
 

@@ -89,6 +89,13 @@ impl Keys {
     pub fn events(&self, id: &JobId) -> String {
         format!("{}:events:{id}", self.prefix)
     }
+    /// Counters of finished jobs (hash), kept by the finishing script.
+    pub fn finished(&self) -> String {
+        format!("{}:stats:finished", self.prefix)
+    }
+    pub fn batch(&self, id: &JobId) -> String {
+        format!("{}:batch:{id}", self.prefix)
+    }
 }
 
 const LUA_HELPERS: &str = r"
@@ -122,6 +129,35 @@ if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[5]) end
 return {'created', ARGV[1]}
 ";
 
+// A batch: every job and the batch record in one step, or nothing (backlog full).
+// KEYS: stream, batch key, job hash per job
+// ARGV: batch json, tenant, now, ttl, stream maxlen, max backlog, then id and job json per job
+const ENQUEUE_BATCH: &str = r"
+local n = #KEYS - 2
+local backlog = tonumber(ARGV[6])
+if backlog > 0 then
+  local len = redis.call('XLEN', KEYS[1])
+  if len + n > backlog then return {'full', tostring(len)} end
+end
+for i = 1, n do
+  redis.call('HSET', KEYS[i + 2], 'state', 'queued', 'job', ARGV[6 + 2 * i], 'tenant', ARGV[2],
+    'attempts', 0, 'created_at', ARGV[3], 'updated_at', ARGV[3])
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[5], '*', 'id', ARGV[5 + 2 * i])
+end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[4])
+return {'created', tostring(n)}
+";
+
+// KEYS: job hash
+// ARGV: tenant
+const FORGET: &str = r"
+local state = redis.call('HGET', KEYS[1], 'state')
+if (not state) or redis.call('HGET', KEYS[1], 'tenant') ~= ARGV[1] then return 'not_found' end
+if not terminal(state) then return 'state:' .. state end
+redis.call('DEL', KEYS[1])
+return 'forgotten'
+";
+
 // KEYS: job hash, stream
 // ARGV: entry, worker, now, max deliveries, ttl
 const START: &str = r"
@@ -153,11 +189,17 @@ if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then return 1 end
 return 0
 ";
 
-// KEYS: job hash, stream, events channel
+// KEYS: job hash, stream, events channel, finished-counters hash
 // ARGV: entry, state, field ('result' | 'error' | ''), payload, now, ttl, event json
 const FINISH: &str = r"
 local state = redis.call('HGET', KEYS[1], 'state')
 if (not state) or terminal(state) then ackdel(KEYS[2], ARGV[1]); return 'already' end
+-- Counted here, once per job, so the average never includes a duplicate delivery.
+local started = tonumber(redis.call('HGET', KEYS[1], 'started_at') or '')
+if ARGV[2] == 'succeeded' or ARGV[2] == 'failed' then redis.call('HINCRBY', KEYS[4], ARGV[2], 1) end
+if ARGV[2] == 'succeeded' and started then
+  redis.call('HINCRBY', KEYS[4], 'succeeded_ms', math.max(0, tonumber(ARGV[5]) - started))
+end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'finished_at', ARGV[5], 'updated_at', ARGV[5])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], ARGV[3], ARGV[4]) end
 if ARGV[2] == 'succeeded' then redis.call('HSET', KEYS[1], 'stage', 'done', 'percent', 100) end
@@ -254,6 +296,8 @@ return #due
 
 struct Scripts {
     enqueue: Script,
+    enqueue_batch: Script,
+    forget: Script,
     start: Script,
     progress: Script,
     finish: Script,
@@ -269,6 +313,8 @@ impl Scripts {
         let with_helpers = |body: &str| Script::new(&format!("{LUA_HELPERS}\n{body}"));
         Self {
             enqueue: Script::new(ENQUEUE),
+            enqueue_batch: Script::new(ENQUEUE_BATCH),
+            forget: with_helpers(FORGET),
             start: with_helpers(START),
             progress: Script::new(PROGRESS),
             finish: with_helpers(FINISH),
@@ -366,6 +412,43 @@ pub struct QueueStats {
     pub dead: u64,
 }
 
+/// Outcome of forgetting an ended job's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForgetOutcome {
+    NotFound,
+    /// Only ended jobs can be forgotten; cancel a waiting or running one first.
+    NotTerminal(JobState),
+    Forgotten,
+}
+
+/// A consumer of the group, as `XINFO CONSUMERS` reports it. Consumers stay listed after
+/// their worker stops, so `idle_ms` tells the living from the gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkerInfo {
+    pub name: String,
+    /// Entries delivered to it and not yet acked.
+    pub pending: u64,
+    /// Milliseconds since it last read from the stream.
+    pub idle_ms: u64,
+}
+
+/// Jobs that ended, counted once each by the finishing script since the prefix was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FinishedStats {
+    pub succeeded: u64,
+    /// Jobs the pipeline failed for good (bad input, no face, ...).
+    pub failed: u64,
+    /// Sum over succeeded jobs of finish time minus the start of their last attempt.
+    pub succeeded_ms: u64,
+}
+
+impl FinishedStats {
+    /// Mean processing time of a succeeded job, in ms.
+    pub fn average_ms(&self) -> Option<f64> {
+        (self.succeeded > 0).then(|| self.succeeded_ms as f64 / self.succeeded as f64)
+    }
+}
+
 #[derive(Serialize)]
 struct Event<'a> {
     state: &'a str,
@@ -392,6 +475,8 @@ pub struct Queue {
     settings: QueueSettings,
     redis: RedisSettings,
     scripts: std::sync::Arc<Scripts>,
+    /// Jobs this process created (not idempotent repeats), for metrics.
+    enqueued: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Queue {
@@ -415,6 +500,7 @@ impl Queue {
             settings: settings.clone(),
             redis: redis.clone(),
             scripts: std::sync::Arc::new(Scripts::new()),
+            enqueued: Default::default(),
         })
     }
 
@@ -476,7 +562,11 @@ impl Queue {
             .invoke_async(&mut c)
             .await?;
         match kind.as_str() {
-            "created" => Ok(Enqueued::Created(job.id)),
+            "created" => {
+                self.enqueued
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(Enqueued::Created(job.id))
+            }
             "existing" => JobId::parse(&value)
                 .map(Enqueued::Existing)
                 .ok_or_else(|| QueueError::Protocol(format!("idempotency key holds `{value}`"))),
@@ -607,6 +697,7 @@ impl Queue {
             .key(self.keys.job(id))
             .key(self.keys.stream())
             .key(self.keys.events(id))
+            .key(self.keys.finished())
             .arg(&d.entry_id)
             .arg(state.as_str())
             .arg(field)
@@ -864,9 +955,208 @@ impl Queue {
         }
     }
 
+    /// Enqueues several jobs of one tenant and stores `batch_json` under the batch key, all in
+    /// one script: either every job is queued, or none is (`Full` when the backlog would
+    /// overflow). Jobs carry no idempotency key here.
+    pub async fn enqueue_batch(
+        &self,
+        batch_id: &JobId,
+        batch_json: &str,
+        jobs: &[Job],
+    ) -> Result<(), QueueError> {
+        let Some(first) = jobs.first() else {
+            return Ok(());
+        };
+        let mut inv = self.scripts.enqueue_batch.prepare_invoke();
+        inv.key(self.keys.stream()).key(self.keys.batch(batch_id));
+        inv.arg(batch_json)
+            .arg(&first.tenant)
+            .arg(now_ms())
+            .arg(self.settings.status_ttl_secs)
+            .arg(self.settings.stream_max_len)
+            .arg(self.settings.max_backlog);
+        for job in jobs {
+            if job.tenant != first.tenant {
+                return Err(QueueError::Protocol(
+                    "a batch holds one tenant's jobs".into(),
+                ));
+            }
+            let json =
+                serde_json::to_string(job).map_err(|e| QueueError::Protocol(e.to_string()))?;
+            inv.key(self.keys.job(&job.id));
+            inv.arg(job.id.to_string()).arg(json);
+        }
+        let mut c = self.conn().await?;
+        let (kind, value): (String, String) = inv.invoke_async(&mut c).await?;
+        match kind.as_str() {
+            "created" => {
+                self.enqueued
+                    .fetch_add(jobs.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            }
+            "full" => Err(QueueError::Full(value.parse().unwrap_or(0))),
+            other => Err(QueueError::Protocol(format!(
+                "batch enqueue answered `{other}`"
+            ))),
+        }
+    }
+
+    /// The stored batch record; `touch` resets its time to live (while its jobs still run).
+    pub async fn batch(&self, id: &JobId, touch: bool) -> Result<Option<String>, QueueError> {
+        let mut c = self.conn().await?;
+        let key = self.keys.batch(id);
+        let json: Option<String> = c.get(&key).await?;
+        if touch && json.is_some() {
+            let _: bool = c.expire(&key, self.settings.status_ttl_secs as i64).await?;
+        }
+        Ok(json)
+    }
+
+    /// Status records of many jobs in one round trip, `None` where a record is gone or belongs
+    /// to another tenant than `tenant` (any tenant when `None`).
+    pub async fn statuses(
+        &self,
+        ids: &[JobId],
+        tenant: Option<&str>,
+    ) -> Result<Vec<Option<JobStatus>>, QueueError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hgetall(self.keys.job(id));
+        }
+        let mut c = self.conn().await?;
+        let all: Vec<HashMap<String, String>> = pipe.query_async(&mut c).await?;
+        ids.iter()
+            .zip(all)
+            .map(|(id, fields)| {
+                if fields.is_empty() {
+                    return Ok(None);
+                }
+                let status = parse_status(id, &fields)?;
+                Ok(tenant.is_none_or(|t| t == status.tenant).then_some(status))
+            })
+            .collect()
+    }
+
+    /// Deletes the record of an ended job of `tenant` (its result objects are the caller's).
+    pub async fn forget(&self, id: &JobId, tenant: &str) -> Result<ForgetOutcome, QueueError> {
+        let mut c = self.conn().await?;
+        let answer: String = self
+            .scripts
+            .forget
+            .key(self.keys.job(id))
+            .arg(tenant)
+            .invoke_async(&mut c)
+            .await?;
+        match answer.as_str() {
+            "not_found" => Ok(ForgetOutcome::NotFound),
+            "forgotten" => Ok(ForgetOutcome::Forgotten),
+            other => other
+                .strip_prefix("state:")
+                .and_then(JobState::parse)
+                .map(ForgetOutcome::NotTerminal)
+                .ok_or_else(|| QueueError::Protocol(format!("forget answered `{other}`"))),
+        }
+    }
+
+    /// Consumers of the worker group (`XINFO CONSUMERS`); empty before the first worker.
+    pub async fn workers(&self) -> Result<Vec<WorkerInfo>, QueueError> {
+        let mut c = self.conn().await?;
+        let reply: redis::RedisResult<redis::streams::StreamInfoConsumersReply> =
+            c.xinfo_consumers(self.keys.stream(), GROUP).await;
+        match reply {
+            Ok(r) => Ok(r
+                .consumers
+                .into_iter()
+                .map(|w| WorkerInfo {
+                    name: w.name,
+                    pending: w.pending as u64,
+                    idle_ms: w.idle as u64,
+                })
+                .collect()),
+            Err(e) if e.code() == Some("NOGROUP") || e.to_string().contains("no such key") => {
+                Ok(Vec::new())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Counters of ended jobs.
+    pub async fn finished_stats(&self) -> Result<FinishedStats, QueueError> {
+        let mut c = self.conn().await?;
+        let f: HashMap<String, u64> = c.hgetall(self.keys.finished()).await?;
+        let get = |k: &str| f.get(k).copied().unwrap_or(0);
+        Ok(FinishedStats {
+            succeeded: get("succeeded"),
+            failed: get("failed"),
+            succeeded_ms: get("succeeded_ms"),
+        })
+    }
+
+    /// Jobs created through this handle (and its clones) since the process started.
+    pub fn enqueued_total(&self) -> u64 {
+        self.enqueued.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Entries of the stream not yet delivered to the consumer group (`XINFO GROUPS` lag);
+    /// `None` while there is no group or Redis cannot tell (it can't after some deletions).
+    pub async fn group_lag(&self) -> Result<Option<u64>, QueueError> {
+        let mut c = self.conn().await?;
+        let reply: redis::RedisResult<redis::streams::StreamInfoGroupsReply> =
+            c.xinfo_groups(self.keys.stream()).await;
+        match reply {
+            Ok(r) => Ok(r
+                .groups
+                .iter()
+                .find(|g| g.name == GROUP)
+                .and_then(|g| g.lag)
+                .map(|l| l as u64)),
+            // No stream yet: nothing is waiting.
+            Err(e) if e.to_string().contains("no such key") => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Subscribes to the job's events channel on a connection of its own. Every message on it
+    /// means the status record changed; the record itself stays the source of truth. Once this
+    /// returns, no later change is missed (the subscription is confirmed by Redis).
+    pub async fn subscribe(&self, id: &JobId) -> Result<JobEvents, QueueError> {
+        let client = redis::Client::open(self.redis.url.as_str())?;
+        let timeout = self.redis.timeout();
+        let subscribe = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(self.keys.events(id)).await?;
+            Ok::<_, QueueError>(pubsub)
+        };
+        let pubsub = tokio::time::timeout(timeout, subscribe)
+            .await
+            .map_err(|_| {
+                QueueError::Protocol(format!("SUBSCRIBE gave no answer within {timeout:?}"))
+            })??;
+        Ok(JobEvents {
+            stream: pubsub.into_on_message(),
+        })
+    }
+
     /// Opens the dedicated connection a worker blocks on.
     pub async fn consumer(&self, name: &str) -> Result<Consumer, QueueError> {
         Consumer::connect(self.clone(), name).await
+    }
+}
+
+/// Change notices of one job, from [`Queue::subscribe`]. Dropping it closes the connection.
+pub struct JobEvents {
+    stream: redis::aio::PubSubStream,
+}
+
+impl JobEvents {
+    /// Waits for the next notice; `None` once the connection is gone (Redis restarted, network
+    /// cut): the caller then has to read the status by other means.
+    pub async fn next(&mut self) -> Option<()> {
+        use futures::StreamExt;
+        self.stream.next().await.map(|_| ())
     }
 }
 

@@ -1,9 +1,14 @@
 //! Worker settings from `FACECRAFT_*` environment variables (or flags); validated at start.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
 use facecraft_shared::config::{QueueSettings, RedisSettings, S3Settings};
+
+/// Where a worker serves `/metrics` unless told otherwise: loopback only, like the API's own
+/// default; the images set `0.0.0.0:9091` so that Prometheus and probes reach it.
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9091";
 
 /// Limits on what a job may feed the pipeline.
 #[derive(Debug, Clone, Args)]
@@ -65,6 +70,11 @@ pub struct ServeSettings {
     /// Transient failures (S3 or Redis down) retried per job before it goes to the dead stream.
     #[arg(long, env = "FACECRAFT_MAX_RETRIES", default_value_t = 10)]
     pub max_retries: u32,
+    /// Where `/metrics` (Prometheus) and `/healthz` listen; `off` disables them, port 0 picks
+    /// a free port. Unset: `127.0.0.1:9091` if that port is free (a warning otherwise); an
+    /// address given explicitly must bind or the worker does not start.
+    #[arg(long, env = "FACECRAFT_WORKER_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
     #[command(flatten)]
     pub limits: LimitSettings,
     #[command(flatten)]
@@ -93,6 +103,7 @@ impl ServeSettings {
         if self.reap_interval_ms < 100 {
             return Err("FACECRAFT_REAP_INTERVAL_MS must be at least 100".into());
         }
+        self.metrics_listener()?;
         if self.read_block_ms >= self.queue.lease_timeout_ms {
             return Err("FACECRAFT_READ_BLOCK_MS must be below FACECRAFT_LEASE_TIMEOUT_MS".into());
         }
@@ -113,6 +124,20 @@ impl ServeSettings {
                 .unwrap_or_else(|| "worker".to_owned());
             format!("{host}-{}-{:04x}", std::process::id(), fastrand::u16(..))
         })
+    }
+
+    /// The metrics listener to start, if any, and whether it was asked for explicitly.
+    pub fn metrics_listener(&self) -> Result<Option<(SocketAddr, bool)>, String> {
+        match self.metrics_addr.as_deref().map(str::trim) {
+            None => Ok(Some((
+                DEFAULT_METRICS_ADDR.parse().map_err(|e| format!("{e}"))?,
+                false,
+            ))),
+            Some("" | "off") => Ok(None),
+            Some(addr) => addr.parse().map(|a| Some((a, true))).map_err(|e| {
+                format!("FACECRAFT_WORKER_METRICS_ADDR `{addr}`: {e} (an IP:port, or `off`)")
+            }),
+        }
     }
 
     pub fn read_block(&self) -> Duration {

@@ -8,6 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use facecraft_shared::error::{ErrorCode, JobError};
 use facecraft_shared::job::{Job, JobResult, ObjectRef, OutputObject};
+use tracing::Instrument;
 
 use crate::portrait::{self, RenderError, Stage};
 use crate::serve::Ctx;
@@ -38,6 +39,7 @@ pub(crate) async fn run_job(ctx: Arc<Ctx>, job: Job) -> Result<JobResult, JobFai
             let ctx = ctx.clone();
             let cancelled = cancelled.clone();
             async move {
+                tracing::debug!(stage, percent, "progress");
                 match ctx.queue.progress(&id, stage, percent).await {
                     Ok(true) => cancelled.store(true, Ordering::SeqCst),
                     Ok(false) => {}
@@ -65,20 +67,27 @@ pub(crate) async fn run_job(ctx: Arc<Ctx>, job: Job) -> Result<JobResult, JobFai
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Stage>(8);
     let forward = {
         let report = report.clone();
-        tokio::spawn(async move {
-            while let Some(stage) = rx.recv().await {
-                report(stage.name(), stage.percent()).await;
+        tokio::spawn(
+            async move {
+                while let Some(stage) = rx.recv().await {
+                    report(stage.name(), stage.percent()).await;
+                }
             }
-        })
+            .instrument(tracing::Span::current()),
+        )
     };
     let params = job.params.clone();
     let limits = ctx.settings.limits.decode_params();
     let flag = cancelled.clone();
     let engines = ctx.engines.clone();
+    // The job's span goes along to the blocking thread, so pipeline log lines carry job_id.
+    let span = tracing::Span::current();
     let rendered = tokio::task::spawn_blocking(move || {
-        portrait::render(&input, &params, &limits, &engines, &mut |stage| {
-            let _ = tx.try_send(stage);
-            !flag.load(Ordering::SeqCst)
+        span.in_scope(|| {
+            portrait::render(&input, &params, &limits, &engines, &mut |stage| {
+                let _ = tx.try_send(stage);
+                !flag.load(Ordering::SeqCst)
+            })
         })
     })
     .await;

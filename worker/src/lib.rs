@@ -4,6 +4,7 @@
 pub mod config;
 pub mod engines;
 mod job;
+mod metrics;
 pub mod pipeline;
 pub mod portrait;
 pub mod process;

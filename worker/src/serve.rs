@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use facecraft_shared::error::{ErrorCode, JobError};
+use facecraft_shared::job::JobState;
 use facecraft_shared::queue::{Consumer, Delivery, Queue, QueueError, Start};
 use facecraft_shared::store::ObjectStore;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -22,6 +23,7 @@ use tracing::Instrument;
 use crate::config::ServeSettings;
 use crate::engines::Engines;
 use crate::job::{run_job, JobFailure};
+use crate::metrics::Metrics;
 
 /// Everything a job task needs.
 pub(crate) struct Ctx {
@@ -30,6 +32,7 @@ pub(crate) struct Ctx {
     pub settings: ServeSettings,
     pub engines: Arc<Engines>,
     pub name: String,
+    pub metrics: Arc<Metrics>,
     in_flight: Mutex<HashSet<String>>,
 }
 
@@ -73,6 +76,8 @@ where
     tracing::info!(?engines, "models loaded");
     let name = settings.consumer_name();
     let concurrency = settings.concurrency();
+    let metrics = Arc::new(Metrics::new(concurrency));
+    let metrics_server = start_metrics(&settings, &metrics, &queue).await?;
     tracing::info!(worker = %name, concurrency, "worker starting");
 
     let stop = CancellationToken::new();
@@ -90,6 +95,7 @@ where
         store,
         engines: Arc::new(engines),
         name: name.clone(),
+        metrics,
         in_flight: Mutex::new(HashSet::new()),
         settings,
     });
@@ -175,8 +181,35 @@ where
         }
     }
     renewer.abort();
+    if let Some(task) = metrics_server {
+        task.abort();
+    }
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// Starts `/metrics` and `/healthz`. A default address that is taken only warns (two workers on
+/// one host); an address set explicitly must bind.
+async fn start_metrics(
+    settings: &ServeSettings,
+    metrics: &Arc<Metrics>,
+    queue: &Queue,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some((addr, explicit)) = settings.metrics_listener().map_err(anyhow::Error::msg)? else {
+        tracing::info!("metrics listener disabled");
+        return Ok(None);
+    };
+    match crate::metrics::listen(addr, metrics.clone(), queue.clone()).await {
+        Ok((local, serve)) => {
+            tracing::info!(addr = %local, "metrics listener started");
+            Ok(Some(tokio::spawn(serve)))
+        }
+        Err(e) if !explicit => {
+            tracing::warn!(error = format!("{e:#}"), "no metrics listener; set FACECRAFT_WORKER_METRICS_ADDR to another address, or `off`");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 async fn connect(ctx: &Ctx, stop: &CancellationToken) -> Option<Consumer> {
@@ -256,6 +289,7 @@ async fn handle(ctx: Arc<Ctx>, d: Delivery, _permit: OwnedSemaphorePermit) {
         return;
     };
     tracing::Span::current().record("job_id", tracing::field::display(&job_id));
+    let _busy = ctx.metrics.busy();
     ctx.track(&d.entry_id, true);
     let Some(start) = with_retry(&ctx, "start", || ctx.queue.start(&d, &job_id, &ctx.name)).await
     else {
@@ -273,10 +307,14 @@ async fn handle(ctx: Arc<Ctx>, d: Delivery, _permit: OwnedSemaphorePermit) {
                 ),
             );
             tracing::error!(code = %err.code, "job is dead");
-            with_retry(&ctx, "dead", || {
+            if with_retry(&ctx, "dead", || {
                 ctx.queue.dead(&d, &job_id, job.as_deref(), &err)
             })
-            .await;
+            .await
+            .is_some()
+            {
+                ctx.metrics.failed(JobState::Dead, err.code);
+            }
         }
         Start::Run {
             job,
@@ -284,17 +322,29 @@ async fn handle(ctx: Arc<Ctx>, d: Delivery, _permit: OwnedSemaphorePermit) {
             retries,
         } => {
             tracing::info!(attempts, "job started");
+            ctx.metrics.started();
             let started = Instant::now();
-            let outcome = tokio::spawn(run_job(ctx.clone(), *job)).await;
+            // The span goes along so the pipeline's own log lines carry the job id too.
+            let outcome =
+                tokio::spawn(run_job(ctx.clone(), *job).instrument(tracing::Span::current())).await;
+            ctx.metrics.run_time(started.elapsed());
             let ms = started.elapsed().as_millis() as u64;
             match outcome {
                 Ok(Ok(result)) => {
                     tracing::info!(ms, "job succeeded");
-                    with_retry(&ctx, "succeed", || ctx.queue.succeed(&d, &job_id, &result)).await;
+                    if with_retry(&ctx, "succeed", || ctx.queue.succeed(&d, &job_id, &result)).await
+                        == Some(true)
+                    {
+                        ctx.metrics.succeeded(&result);
+                    }
                 }
                 Ok(Err(JobFailure::Cancelled)) => {
                     tracing::info!("job cancelled while running");
-                    with_retry(&ctx, "cancelled", || ctx.queue.cancelled(&d, &job_id)).await;
+                    if with_retry(&ctx, "cancelled", || ctx.queue.cancelled(&d, &job_id)).await
+                        == Some(true)
+                    {
+                        ctx.metrics.cancelled();
+                    }
                 }
                 Ok(Err(JobFailure::Error(err))) if err.code.is_transient() => {
                     if retries >= ctx.settings.max_retries {
@@ -303,17 +353,30 @@ async fn handle(ctx: Arc<Ctx>, d: Delivery, _permit: OwnedSemaphorePermit) {
                             err.code,
                             format!("gave up after {retries} retries: {}", err.message),
                         );
-                        with_retry(&ctx, "dead", || ctx.queue.dead(&d, &job_id, None, &err)).await;
+                        if with_retry(&ctx, "dead", || ctx.queue.dead(&d, &job_id, None, &err))
+                            .await
+                            .is_some()
+                        {
+                            ctx.metrics.failed(JobState::Dead, err.code);
+                        }
                     } else {
                         let delay = ctx.settings.queue.retry_delay(retries + 1);
                         tracing::warn!(code = %err.code, error = %err.message, retry_in_ms = delay.as_millis() as u64, "transient failure: retrying");
-                        with_retry(&ctx, "retry", || ctx.queue.retry(&d, &job_id, &err, delay))
-                            .await;
+                        if with_retry(&ctx, "retry", || ctx.queue.retry(&d, &job_id, &err, delay))
+                            .await
+                            .is_some()
+                        {
+                            ctx.metrics.retried(err.code);
+                        }
                     }
                 }
                 Ok(Err(JobFailure::Error(err))) => {
                     tracing::info!(code = %err.code, error = %err.message, ms, "job failed");
-                    with_retry(&ctx, "fail", || ctx.queue.fail(&d, &job_id, &err)).await;
+                    if with_retry(&ctx, "fail", || ctx.queue.fail(&d, &job_id, &err)).await
+                        == Some(true)
+                    {
+                        ctx.metrics.failed(JobState::Failed, err.code);
+                    }
                 }
                 Err(join) => {
                     // A panic would repeat on every delivery; fail the job instead of killing more workers.
@@ -327,7 +390,11 @@ async fn handle(ctx: Arc<Ctx>, d: Delivery, _permit: OwnedSemaphorePermit) {
                         ErrorCode::Internal,
                         format!("the pipeline {what} on this input"),
                     );
-                    with_retry(&ctx, "fail", || ctx.queue.fail(&d, &job_id, &err)).await;
+                    if with_retry(&ctx, "fail", || ctx.queue.fail(&d, &job_id, &err)).await
+                        == Some(true)
+                    {
+                        ctx.metrics.failed(JobState::Failed, err.code);
+                    }
                 }
             }
         }

@@ -164,6 +164,8 @@ impl Stack {
             ("FACECRAFT_WORKER_CONCURRENCY".into(), "2".into()),
             ("FACECRAFT_LOG_FORMAT".into(), "text".into()),
             ("RUST_LOG".into(), "info".into()),
+            // Each worker its own free port, so parallel tests never contend for 9091.
+            ("FACECRAFT_WORKER_METRICS_ADDR".into(), "127.0.0.1:0".into()),
         ];
         Self {
             prefix,
@@ -451,4 +453,53 @@ impl Drop for S3Proxy {
 /// Decodes an encoded image.
 pub fn decode(bytes: &[u8]) -> image::RgbaImage {
     image::load_from_memory(bytes).unwrap().to_rgba8()
+}
+
+impl Stack {
+    /// Another API process-in-process on this stack's prefix and bucket, with authentication
+    /// off, S3 at `s3_endpoint` (the real one when `None`) and extra flags such as
+    /// `--compat-wait-secs 1`. Returns its base URL; it stops when the sender is dropped.
+    pub async fn extra_api(
+        &self,
+        s3_endpoint: Option<&str>,
+        extra: &[&str],
+    ) -> (String, tokio::sync::oneshot::Sender<()>) {
+        let redis_url = env("FACECRAFT_REDIS_URL");
+        let endpoint = s3_endpoint.map_or_else(|| env("FACECRAFT_S3_ENDPOINT"), str::to_owned);
+        let defaults = [
+            ("--addr", "127.0.0.1:0"),
+            ("--redis-url", redis_url.as_str()),
+            ("--redis-prefix", self.prefix.as_str()),
+            ("--s3-endpoint", endpoint.as_str()),
+            ("--s3-bucket", self.bucket.as_str()),
+            ("--s3-timeout-secs", "2"),
+            ("--max-upload-bytes", "5000000"),
+            ("--rate-limit-per-min", "0"),
+            ("--auth-disabled", "true"),
+        ];
+        let mut args = vec!["facecraft-api".to_owned()];
+        // A flag given in `extra` replaces its default (clap refuses a flag twice).
+        for (flag, value) in defaults {
+            if !extra.contains(&flag) {
+                args.extend([flag.to_owned(), value.to_owned()]);
+            }
+        }
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let settings = facecraft_api::Settings::try_parse_from(args).unwrap();
+        let app = facecraft_api::Application::build(settings).await.unwrap();
+        let url = format!("http://127.0.0.1:{}", app.port());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        }));
+        (url, tx)
+    }
+}
+
+/// A PNG of one flat colour: an image with no face in it.
+pub fn flat_png(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {
+    let img = image::RgbImage::from_pixel(width, height, image::Rgb(rgb));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
 }

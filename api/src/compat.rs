@@ -1,0 +1,900 @@
+//! The REST API of the Python service Facecraft replaces (`/api/v1/...`, `/health`, `/ready`,
+//! `/status`), on top of the queue: a request enqueues a job and waits for it up to
+//! `FACECRAFT_COMPAT_WAIT_SECS`. Unlike the original, failures answer 4xx/5xx, the API key,
+//! upload, rate and backlog limits of `/v1` apply, and `background_r` is red.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use facecraft_shared::job::{Format, JobId, JobParams, JobState, JobStatus, ObjectRef, Rgb};
+use facecraft_shared::queue::{CancelOutcome, ForgetOutcome};
+use facecraft_shared::ErrorCode;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::batches;
+use crate::error::ApiError;
+use crate::submit::{self, invalid_params, RESULT_MAX_BYTES};
+use crate::AppState;
+
+type Shared = Arc<AppState>;
+
+pub(crate) fn router(max_batch_bytes: usize) -> Router<Shared> {
+    Router::new()
+        .route("/api/v1/process", post(process))
+        .route("/api/v1/process/quick", post(quick))
+        .route(
+            "/api/v1/process/batch",
+            post(batch).layer(DefaultBodyLimit::max(max_batch_bytes)),
+        )
+        .route("/api/v1/download/{job_id}/{format}", get(download))
+        .route("/api/v1/jobs/{job_id}", delete(delete_job))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/status", get(status))
+}
+
+/// An error in the old service's shape: FastAPI's `{"detail": ...}`, here with our stable code
+/// as the detail, plus a message and, when a job exists, its id.
+pub(crate) struct CompatError {
+    error: ApiError,
+    job_id: Option<JobId>,
+    /// `/api/v1/process` answers its own result shape with `success: false`.
+    process_shape: bool,
+}
+
+impl From<ApiError> for CompatError {
+    fn from(error: ApiError) -> Self {
+        Self {
+            error,
+            job_id: None,
+            process_shape: false,
+        }
+    }
+}
+
+impl From<facecraft_shared::queue::QueueError> for CompatError {
+    fn from(e: facecraft_shared::queue::QueueError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+impl From<facecraft_shared::store::StoreError> for CompatError {
+    fn from(e: facecraft_shared::store::StoreError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+impl CompatError {
+    fn with_job(mut self, id: JobId) -> Self {
+        self.job_id = Some(id);
+        self
+    }
+
+    fn process(mut self) -> Self {
+        self.process_shape = true;
+        self
+    }
+}
+
+impl IntoResponse for CompatError {
+    fn into_response(self) -> Response {
+        let e = self.error;
+        if e.status.is_server_error() {
+            tracing::error!(code = %e.code, message = %e.message, "compat request failed");
+        }
+        let message = if e.status == StatusCode::INTERNAL_SERVER_ERROR {
+            "internal error".to_owned()
+        } else {
+            e.message
+        };
+        let body = if self.process_shape {
+            json!({
+                "success": false,
+                "job_id": self.job_id,
+                "processing_time_ms": Value::Null,
+                "png_url": Value::Null,
+                "jpg_url": Value::Null,
+                "error": e.code.as_str(),
+                "error_message": message,
+                "detail": e.code.as_str(),
+            })
+        } else {
+            let mut b = json!({"detail": e.code.as_str(), "message": message});
+            if let Some(id) = self.job_id {
+                b["job_id"] = json!(id);
+            }
+            b
+        };
+        let mut resp = (e.status, Json(body)).into_response();
+        if let Some(secs) = e.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        if let Some(id) = self.job_id {
+            if let Ok(v) = HeaderValue::from_str(&format!("/v1/jobs/{id}")) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+        }
+        resp
+    }
+}
+
+/// The old service's form fields, mapped onto [`JobParams`]. `return_base64` is ours to act on;
+/// everything else lands in the job.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ProcessForm {
+    pub params: JobParams,
+    pub return_base64: bool,
+}
+
+fn parse_bool(name: &str, v: &str) -> Result<bool, ApiError> {
+    // What FastAPI/pydantic accepted for a bool form field.
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" | "t" | "y" => Ok(true),
+        "false" | "0" | "no" | "off" | "f" | "n" => Ok(false),
+        _ => Err(invalid_params(format!(
+            "{name} must be true or false, got `{v}`"
+        ))),
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(name: &str, v: &str, what: &str) -> Result<T, ApiError> {
+    v.trim()
+        .parse()
+        .map_err(|_| invalid_params(format!("{name} must be {what}, got `{v}`")))
+}
+
+/// Maps the form fields `allowed` of the old API onto job parameters, validated. Fields it does
+/// not know are refused (the old service ignored them, hiding typos).
+pub(crate) fn process_form(
+    fields: &Map<String, Value>,
+    allowed: &[&str],
+    base: JobParams,
+) -> Result<ProcessForm, ApiError> {
+    let mut p = base;
+    let mut rgb = p.background.0;
+    let mut return_base64 = false;
+    for (name, value) in fields {
+        let v = value.as_str().unwrap_or_default();
+        if !allowed.contains(&name.as_str()) {
+            return Err(invalid_params(format!(
+                "unknown field `{name}`; this endpoint takes {}",
+                allowed.join(", ")
+            )));
+        }
+        match name.as_str() {
+            "width" => p.width = parse_num(name, v, "an integer")?,
+            "height" => p.height = parse_num(name, v, "an integer")?,
+            "size" => {
+                p.width = parse_num(name, v, "an integer")?;
+                p.height = p.width;
+            }
+            "background_r" => rgb[0] = parse_num(name, v, "an integer 0-255")?,
+            "background_g" => rgb[1] = parse_num(name, v, "an integer 0-255")?,
+            "background_b" => rgb[2] = parse_num(name, v, "an integer 0-255")?,
+            "face_margin" => p.face_margin = parse_num(name, v, "a number")?,
+            "use_oval_mask" => p.oval_mask = parse_bool(name, v)?,
+            "enhance_face" => p.enhance = parse_bool(name, v)?,
+            "enhance_fidelity" => p.enhance_fidelity = parse_num(name, v, "a number")?,
+            "return_base64" => return_base64 = parse_bool(name, v)?,
+            _ => return Err(invalid_params(format!("unknown field `{name}`"))),
+        }
+    }
+    p.background = Rgb(rgb);
+    submit::validate_params(&p)?;
+    Ok(ProcessForm {
+        params: p,
+        return_base64,
+    })
+}
+
+const PROCESS_FIELDS: &[&str] = &[
+    "width",
+    "height",
+    "background_r",
+    "background_g",
+    "background_b",
+    "face_margin",
+    "use_oval_mask",
+    "enhance_face",
+    "enhance_fidelity",
+    "return_base64",
+];
+const BATCH_FIELDS: &[&str] = &[
+    "width",
+    "height",
+    "background_r",
+    "background_g",
+    "background_b",
+    "face_margin",
+    "use_oval_mask",
+    "enhance_face",
+    "enhance_fidelity",
+];
+
+fn download_url(id: &JobId, format: Format) -> String {
+    format!("/api/v1/download/{id}/{}", format.extension())
+}
+
+fn result_object(status: &JobStatus, format: Format) -> Option<ObjectRef> {
+    status
+        .result
+        .as_ref()?
+        .outputs
+        .iter()
+        .find(|o| o.format == format)
+        .map(|o| ObjectRef {
+            bucket: o.bucket.clone(),
+            key: o.key.clone(),
+        })
+}
+
+fn processing_time_ms(status: &JobStatus) -> u64 {
+    status
+        .result
+        .as_ref()
+        .map_or(0, |r| r.timings_ms.values().sum())
+}
+
+/// A job that ended without a result, as an error of its code.
+fn ended_error(status: &JobStatus) -> ApiError {
+    match status.state {
+        JobState::Cancelled => ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            "the job was cancelled",
+        ),
+        _ => {
+            let (code, message) = status.error.as_ref().map_or(
+                (ErrorCode::Internal, "the job ended without a result".into()),
+                |e| (e.code, e.message.clone()),
+            );
+            ApiError::new(submit::failure_status(code), code, message)
+        }
+    }
+}
+
+fn still_running(id: &JobId, wait: std::time::Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        ErrorCode::Timeout,
+        format!(
+            "the job did not end within {} s; it goes on: poll /v1/jobs/{id}, then download /api/v1/download/{id}/png",
+            wait.as_secs()
+        ),
+    )
+}
+
+/// A body that is not multipart/form-data: the old API only ever took form uploads.
+fn not_multipart(e: MultipartRejection) -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorCode::UnsupportedMediaType,
+        format!("send multipart/form-data with the image in a field named `file` ({e})"),
+    )
+}
+
+/// Stores the one upload of a request, enqueues its job and waits for it to end.
+async fn run_one(
+    state: &AppState,
+    headers: &HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+    allowed: &[&str],
+    base: JobParams,
+) -> Result<(JobStatus, ProcessForm), CompatError> {
+    // Measured from the request's arrival, so the answer comes before the request timeout
+    // however long the upload took.
+    let deadline = Instant::now() + state.compat_wait;
+    let tenant = state.auth.caller(headers)?.tenant;
+    let multipart = multipart.map_err(not_multipart)?;
+    let form = submit::read_uploads(state, &tenant, multipart, &["file", "image"], 1).await?;
+    let parsed = match process_form(&form.fields, allowed, base) {
+        Ok(p) => p,
+        Err(e) => {
+            submit::remove_inputs(state, &form.files).await;
+            return Err(e.into());
+        }
+    };
+    let Some(upload) = form.files.into_iter().next() else {
+        return Err(submit::invalid("send the image in a multipart field named `file`").into());
+    };
+    let job = submit::new_job(
+        state,
+        &tenant,
+        upload.job_id,
+        upload.input.clone(),
+        parsed.params.clone(),
+        None,
+    );
+    if let Err(e) = state.queue.enqueue(&job).await {
+        submit::remove_inputs(state, &[upload]).await;
+        return Err(ApiError::from(e).into());
+    }
+    tracing::info!(job_id = %job.id, tenant = %tenant, "compat job enqueued");
+    let waited = submit::wait_for_end(state, &[job.id], &tenant, deadline).await?;
+    let status = waited.statuses.into_iter().next().flatten();
+    match status {
+        None => Err(CompatError::from(ApiError::not_found("job")).with_job(job.id)),
+        Some(_) if !waited.done => {
+            Err(CompatError::from(still_running(&job.id, state.compat_wait)).with_job(job.id))
+        }
+        Some(s) if s.state == JobState::Succeeded => Ok((s, parsed)),
+        Some(s) => Err(CompatError::from(ended_error(&s)).with_job(job.id)),
+    }
+}
+
+#[derive(Serialize)]
+struct ProcessResponse {
+    success: bool,
+    job_id: JobId,
+    processing_time_ms: u64,
+    png_url: Option<String>,
+    jpg_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    png_base64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jpg_base64: Option<String>,
+    error: Option<String>,
+    error_message: Option<String>,
+}
+
+/// Process a photo (Python-compatible)
+///
+/// The old service's `POST /api/v1/process`: uploads the photo, enqueues a job and waits for it
+/// up to `FACECRAFT_COMPAT_WAIT_SECS`. Failures answer 4xx/5xx with `success: false`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/process",
+    tag = "compat",
+    operation_id = "compat_process",
+    security(("bearer" = []), ("api_key" = [])),
+    request_body(content = crate::openapi::ProcessUpload, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "The portrait is ready.", body = crate::openapi::ProcessResult,
+            example = json!({"success": true, "job_id": "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b", "processing_time_ms": 1830, "png_url": "http://s3.localhost:8333/facecraft/results/0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b/portrait.png?X-Amz-Signature=...", "jpg_url": "http://s3.localhost:8333/facecraft/results/0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b/portrait.jpg?X-Amz-Signature=...", "error": null, "error_message": null})),
+        (status = 400, description = "Bad form field or value, missing file, or the job failed on its input (`no_face_detected`, `unsupported_format`, ...).", body = crate::openapi::ProcessResult, example = json!({"success": false, "job_id": null, "processing_time_ms": null, "png_url": null, "jpg_url": null, "error": "invalid_params", "error_message": "face_margin must be 0-1, got 9", "detail": "invalid_params"})),
+        (status = 401, description = "Missing or unknown API key.", body = crate::openapi::ProcessResult, example = json!({"success": false, "job_id": null, "processing_time_ms": null, "png_url": null, "jpg_url": null, "error": "unauthorized", "error_message": "send an API key", "detail": "unauthorized"})),
+        (status = 413, description = "Upload over `FACECRAFT_MAX_UPLOAD_BYTES`.", body = crate::openapi::ProcessResult, example = json!({"success": false, "job_id": null, "processing_time_ms": null, "png_url": null, "jpg_url": null, "error": "payload_too_large", "error_message": "request body is over the size limit", "detail": "payload_too_large"})),
+        (status = 415, description = "Not multipart/form-data.", body = crate::openapi::ProcessResult, example = json!({"success": false, "job_id": null, "processing_time_ms": null, "png_url": null, "jpg_url": null, "error": "unsupported_media_type", "error_message": "send multipart/form-data with the image in a field named `file`", "detail": "unsupported_media_type"})),
+        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = crate::openapi::ProcessResult, example = json!({"success": false, "job_id": null, "processing_time_ms": null, "png_url": null, "jpg_url": null, "error": "rate_limited", "error_message": "rate limit of this API key exceeded; retry later", "detail": "rate_limited"})),
+        (status = 500, description = "A bug; details only in the server logs.", body = crate::openapi::ProcessResult, example = json!({"success": false, "job_id": null, "processing_time_ms": null, "png_url": null, "jpg_url": null, "error": "internal", "error_message": "internal error", "detail": "internal"})),
+        (status = 503, description = "Backlog full or Redis/S3 unreachable; see `Retry-After`.", body = crate::openapi::ProcessResult, example = json!({"success": false, "job_id": null, "processing_time_ms": null, "png_url": null, "jpg_url": null, "error": "queue_full", "error_message": "the queue is full; retry later", "detail": "queue_full"})),
+        (status = 504, description = "The job did not end within `FACECRAFT_COMPAT_WAIT_SECS`; it keeps running: poll `Location`.", body = crate::openapi::ProcessResult, example = json!({"success": false, "job_id": null, "processing_time_ms": null, "png_url": null, "jpg_url": null, "error": "timeout", "error_message": "the job did not end in time", "detail": "timeout"})),
+    ),
+)]
+async fn process(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Json<ProcessResponse>, CompatError> {
+    let (status, form) = run_one(
+        &state,
+        &headers,
+        multipart,
+        PROCESS_FIELDS,
+        JobParams::default(),
+    )
+    .await
+    .map_err(CompatError::process)?;
+    let id = status.id;
+    let png = result_object(&status, Format::Png);
+    let jpg = result_object(&status, Format::Jpg);
+    let mut resp = ProcessResponse {
+        success: true,
+        job_id: id,
+        processing_time_ms: processing_time_ms(&status),
+        png_url: png.as_ref().map(|_| download_url(&id, Format::Png)),
+        jpg_url: jpg.as_ref().map(|_| download_url(&id, Format::Jpg)),
+        png_base64: None,
+        jpg_base64: None,
+        error: None,
+        error_message: None,
+    };
+    if form.return_base64 {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let read = |o: ObjectRef| {
+            let state = state.clone();
+            async move { state.store.get(&o, RESULT_MAX_BYTES).await }
+        };
+        if let Some(o) = png {
+            let bytes = read(o)
+                .await
+                .map_err(|e| CompatError::from(e).with_job(id).process())?;
+            resp.png_base64 = Some(b64.encode(&bytes));
+        }
+        if let Some(o) = jpg {
+            let bytes = read(o)
+                .await
+                .map_err(|e| CompatError::from(e).with_job(id).process())?;
+            resp.jpg_base64 = Some(b64.encode(&bytes));
+        }
+    }
+    Ok(Json(resp))
+}
+
+/// `file`, `size` → the PNG itself.
+/// Quick portrait as PNG (Python-compatible)
+///
+/// `file` and `size` (648) → the square PNG itself, header `X-Job-Id`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/process/quick",
+    tag = "compat",
+    operation_id = "compat_quick",
+    security(("bearer" = []), ("api_key" = [])),
+    request_body(content = crate::openapi::QuickUpload, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "The PNG portrait.", content_type = "image/png", body = Vec<u8>,
+            headers(("X-Job-Id" = String, description = "The job's id"))),
+        (status = 400, description = "Bad field, missing file, or the job failed on its input.", body = crate::openapi::CompatErrorBody,
+            example = json!({"detail": "no_face_detected", "message": "no face found in the photo", "job_id": "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b"})),
+        (status = 401, description = "Missing or unknown API key.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "unauthorized", "message": "send an API key as `Authorization: Bearer <key>` or `X-API-Key`"})),
+        (status = 413, description = "Upload over `FACECRAFT_MAX_UPLOAD_BYTES`.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "payload_too_large", "message": "request body is over the size limit"})),
+        (status = 415, description = "Not multipart/form-data.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "unsupported_media_type", "message": "send multipart/form-data with the image in a field named `file`"})),
+        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = crate::openapi::CompatErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait")), example = json!({"detail": "rate_limited", "message": "rate limit of this API key exceeded; retry later"})),
+        (status = 500, description = "A bug; details only in the server logs.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "internal", "message": "internal error"})),
+        (status = 503, description = "Backlog full (`queue_full`) or Redis/S3 unreachable; see `Retry-After`.", body = crate::openapi::CompatErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait")), example = json!({"detail": "queue_full", "message": "the queue is full (100000 jobs waiting); retry later"})),
+        (status = 504, description = "Not ended within `FACECRAFT_COMPAT_WAIT_SECS`; poll `Location`.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "timeout", "message": "the job did not end in time", "job_id": "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b"})),
+    ),
+)]
+async fn quick(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Response, CompatError> {
+    let base = JobParams {
+        formats: vec![Format::Png],
+        ..JobParams::default()
+    };
+    let (status, _) = run_one(&state, &headers, multipart, &["size"], base).await?;
+    let obj = result_object(&status, Format::Png)
+        .ok_or_else(|| ApiError::not_found("PNG result"))
+        .map_err(|e| CompatError::from(e).with_job(status.id))?;
+    let bytes = state
+        .store
+        .get(&obj, RESULT_MAX_BYTES)
+        .await
+        .map_err(|e| CompatError::from(e).with_job(status.id))?;
+    let mut resp = ([(header::CONTENT_TYPE, "image/png")], bytes).into_response();
+    if let Ok(v) = HeaderValue::from_str(&status.id.to_string()) {
+        resp.headers_mut().insert("x-job-id", v);
+    }
+    Ok(resp)
+}
+
+#[derive(Serialize)]
+struct BatchItem {
+    filename: Option<String>,
+    success: bool,
+    job_id: JobId,
+    state: &'static str,
+    png_url: Option<String>,
+    jpg_url: Option<String>,
+    error: Option<&'static str>,
+    error_message: Option<String>,
+}
+
+/// Repeated `files` (also `file`, `image`) with shared parameters. Answers 200 with one result
+/// per file once every job ended (a failed file is `success: false` in its item), or 504 with
+/// the batch id and the items so far when the wait runs out.
+#[utoipa::path(
+    post,
+    path = "/api/v1/process/batch",
+    tag = "compat",
+    operation_id = "compat_batch",
+    security(("bearer" = []), ("api_key" = [])),
+    request_body(content = crate::openapi::BatchUpload, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "Every job ended; one item per file (a failed file is `success: false`).", body = crate::openapi::CompatBatchResult,
+            example = json!({"success": true, "batch_id": "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b", "total": 1, "successful": 1, "failed": 0, "pending": 0, "results": [{"filename": "a.jpg", "success": true, "job_id": "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5c", "state": "succeeded", "png_url": "http://s3.localhost:8333/facecraft/results/0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5c/portrait.png?X-Amz-Signature=...", "jpg_url": null, "error": null, "error_message": null}]})),
+        (status = 400, description = "Bad field, no files, or more than `FACECRAFT_MAX_BATCH_SIZE`.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "invalid_params", "message": "a batch holds 1-50 files"})),
+        (status = 401, description = "Missing or unknown API key.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "unauthorized", "message": "send an API key as `Authorization: Bearer <key>` or `X-API-Key`"})),
+        (status = 413, description = "Body over `FACECRAFT_MAX_BATCH_BYTES`.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "payload_too_large", "message": "request body is over the size limit"})),
+        (status = 415, description = "Not multipart/form-data.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "unsupported_media_type", "message": "send multipart/form-data with the image in a field named `file`"})),
+        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = crate::openapi::CompatErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait")), example = json!({"detail": "rate_limited", "message": "rate limit of this API key exceeded; retry later"})),
+        (status = 500, description = "A bug; details only in the server logs.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "internal", "message": "internal error"})),
+        (status = 503, description = "Backlog full (`queue_full`) or Redis/S3 unreachable; see `Retry-After`.", body = crate::openapi::CompatErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait")), example = json!({"detail": "queue_full", "message": "the queue is full (100000 jobs waiting); retry later"})),
+        (status = 504, description = "Not every job ended in time: the items so far; poll `Location` (`/v1/batches/{id}`).", body = crate::openapi::CompatBatchResult,
+            example = json!({"success": false, "batch_id": "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b", "total": 2, "successful": 1, "failed": 0, "pending": 1, "results": [{"filename": "a.jpg", "success": true, "job_id": "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5c", "state": "succeeded", "png_url": "http://s3.localhost:8333/facecraft/results/0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5c/portrait.png?X-Amz-Signature=...", "jpg_url": null, "error": null, "error_message": null}]})),
+    ),
+)]
+async fn batch(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Response, CompatError> {
+    let deadline = Instant::now() + state.compat_wait;
+    let tenant = state.auth.caller(&headers)?.tenant;
+    let multipart = multipart.map_err(not_multipart)?;
+    let form = submit::read_uploads(
+        &state,
+        &tenant,
+        multipart,
+        &["files", "file", "image"],
+        state.max_batch_size,
+    )
+    .await?;
+    let parsed = match process_form(&form.fields, BATCH_FIELDS, JobParams::default()) {
+        Ok(p) => p,
+        Err(e) => {
+            submit::remove_inputs(&state, &form.files).await;
+            return Err(e.into());
+        }
+    };
+    if form.files.is_empty() {
+        return Err(submit::invalid("send the images in multipart fields named `files`").into());
+    }
+    let created = batches::create(&state, &tenant, form.files, parsed.params, None).await?;
+    let ids: Vec<JobId> = created.jobs.iter().map(|j| j.id).collect();
+    let waited = submit::wait_for_end(&state, &ids, &tenant, deadline).await?;
+    let mut items = Vec::with_capacity(ids.len());
+    for (entry, status) in created.jobs.iter().zip(&waited.statuses) {
+        let (state_name, success, error, message) = match status {
+            None => ("expired", false, Some(ErrorCode::NotFound.as_str()), None),
+            Some(s) if s.state == JobState::Succeeded => (s.state.as_str(), true, None, None),
+            Some(s) if s.state.is_terminal() => {
+                let e = ended_error(s);
+                (
+                    s.state.as_str(),
+                    false,
+                    Some(e.code.as_str()),
+                    Some(e.message),
+                )
+            }
+            Some(s) => (s.state.as_str(), false, None, None),
+        };
+        let url = |f: Format| {
+            status
+                .as_ref()
+                .and_then(|s| result_object(s, f))
+                .map(|_| download_url(&entry.id, f))
+        };
+        items.push(BatchItem {
+            filename: entry.filename.clone(),
+            success,
+            job_id: entry.id,
+            state: state_name,
+            png_url: url(Format::Png),
+            jpg_url: url(Format::Jpg),
+            error,
+            error_message: message,
+        });
+    }
+    let successful = items.iter().filter(|i| i.success).count();
+    let failed = items
+        .iter()
+        .filter(|i| !i.success && i.error.is_some())
+        .count();
+    let body = json!({
+        "success": waited.done && failed == 0,
+        "batch_id": created.id,
+        "total": items.len(),
+        "successful": successful,
+        "failed": failed,
+        "pending": items.len() - successful - failed,
+        "results": items,
+    });
+    let code = if waited.done {
+        StatusCode::OK
+    } else {
+        StatusCode::GATEWAY_TIMEOUT
+    };
+    let mut resp = (code, Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/v1/batches/{}", created.id)) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+/// The result bytes of one of the caller's jobs.
+/// Download a result (Python-compatible)
+///
+/// The PNG or JPEG bytes of a succeeded job, as an attachment.
+#[utoipa::path(
+    get,
+    path = "/api/v1/download/{job_id}/{format}",
+    tag = "compat",
+    operation_id = "compat_download",
+    security(("bearer" = []), ("api_key" = [])),
+    params(
+        ("job_id" = String, Path, description = "Job id", example = "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b"),
+        ("format" = String, Path, description = "`png` or `jpg`", example = "png"),
+    ),
+    responses(
+        (status = 200, description = "The image.", content_type = "image/png", body = Vec<u8>),
+        (status = 401, description = "Missing or unknown API key.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "unauthorized", "message": "send an API key as `Authorization: Bearer <key>` or `X-API-Key`"})),
+        (status = 404, description = "No such job (or another tenant's) or format.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "not_found", "message": "job not found"})),
+        (status = 409, description = "The job has not succeeded.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "conflict", "message": "job is running, not succeeded"})),
+        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = crate::openapi::CompatErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait")), example = json!({"detail": "rate_limited", "message": "rate limit of this API key exceeded; retry later"})),
+        (status = 500, description = "A bug; details only in the server logs.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "internal", "message": "internal error"})),
+        (status = 503, description = "Redis or S3 unreachable; see `Retry-After`.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "storage_unavailable", "message": "a backing service is unavailable; retry later"})),
+    ),
+)]
+async fn download(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((job_id, format)): Path<(String, String)>,
+) -> Result<Response, CompatError> {
+    let caller = state.auth.caller(&headers)?;
+    let format = Format::from_extension(&format)
+        .ok_or_else(|| ApiError::not_found("result format (png or jpg)"))?;
+    let id = JobId::parse(&job_id).ok_or_else(|| ApiError::not_found("job"))?;
+    let tenant = (!caller.admin).then_some(caller.tenant.as_str());
+    let status = state
+        .queue
+        .status(&id, tenant)
+        .await?
+        .ok_or_else(|| ApiError::not_found("job"))?;
+    if status.state != JobState::Succeeded {
+        return Err(CompatError::from(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            format!("job is {}, not succeeded", status.state.as_str()),
+        ))
+        .with_job(id));
+    }
+    let obj = result_object(&status, format).ok_or_else(|| ApiError::not_found("result"))?;
+    let bytes = state.store.get(&obj, RESULT_MAX_BYTES).await?;
+    let disposition = format!(
+        "attachment; filename=\"portrait_{id}.{}\"",
+        format.extension()
+    );
+    let mut resp = ([(header::CONTENT_TYPE, format.content_type())], bytes).into_response();
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
+}
+
+/// Cancels a waiting or running job; deletes an ended job's results, its upload and its record.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/jobs/{job_id}",
+    tag = "compat",
+    operation_id = "compat_delete_job",
+    security(("bearer" = []), ("api_key" = [])),
+    params(("job_id" = String, Path, description = "Job id", example = "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b")),
+    responses(
+        (status = 200, description = "Cancelled (queued) or deleted (ended: results, upload and record).", body = Object, example = json!({"success": true, "job_id": "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b", "status": "deleted"})),
+        (status = 202, description = "Running: it stops at its next stage.", body = Object),
+        (status = 401, description = "Missing or unknown API key.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "unauthorized", "message": "send an API key as `Authorization: Bearer <key>` or `X-API-Key`"})),
+        (status = 404, description = "No such job, or another tenant's.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "not_found", "message": "job not found"})),
+        (status = 409, description = "The job cannot be deleted in its state.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "conflict", "message": "job is running"})),
+        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = crate::openapi::CompatErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait")), example = json!({"detail": "rate_limited", "message": "rate limit of this API key exceeded; retry later"})),
+        (status = 500, description = "A bug; details only in the server logs.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "internal", "message": "internal error"})),
+        (status = 503, description = "Redis or S3 unreachable; see `Retry-After`.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "queue_unavailable", "message": "a backing service is unavailable; retry later"})),
+    ),
+)]
+async fn delete_job(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(job_id): Path<String>,
+) -> Result<Response, CompatError> {
+    let tenant = state.auth.caller(&headers)?.tenant;
+    let id = JobId::parse(&job_id).ok_or_else(|| ApiError::not_found("job"))?;
+    let status = state
+        .queue
+        .status(&id, Some(&tenant))
+        .await?
+        .ok_or_else(|| ApiError::not_found("job"))?;
+    if !status.state.is_terminal() {
+        let (code, what) = match state.queue.cancel(&id, &tenant).await? {
+            CancelOutcome::NotFound => return Err(ApiError::not_found("job").into()),
+            CancelOutcome::Cancelled => (StatusCode::OK, "cancelled"),
+            CancelOutcome::Cancelling => (StatusCode::ACCEPTED, "cancelling"),
+            // It ended meanwhile; the client may delete it again.
+            CancelOutcome::AlreadyTerminal(s) => (StatusCode::CONFLICT, s.as_str()),
+        };
+        let body = json!({"success": code != StatusCode::CONFLICT, "job_id": id, "status": what});
+        return Ok((code, Json(body)).into_response());
+    }
+    let mut objects: Vec<ObjectRef> = status
+        .result
+        .iter()
+        .flat_map(|r| &r.outputs)
+        .map(|o| ObjectRef {
+            bucket: o.bucket.clone(),
+            key: o.key.clone(),
+        })
+        .collect();
+    // Only uploads the API stored for this job; never an input the client referenced itself.
+    if status
+        .input
+        .key
+        .starts_with(&format!("uploads/{tenant}/{id}/"))
+    {
+        objects.push(status.input.clone());
+    }
+    for o in &objects {
+        state.store.delete(o).await?;
+    }
+    match state.queue.forget(&id, &tenant).await? {
+        ForgetOutcome::NotFound => Err(ApiError::not_found("job").into()),
+        ForgetOutcome::NotTerminal(s) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            format!("job is {}", s.as_str()),
+        )
+        .into()),
+        ForgetOutcome::Forgotten => {
+            tracing::info!(job_id = %id, "compat delete: job and results removed");
+            Ok(Json(json!({"success": true, "job_id": id, "status": "deleted"})).into_response())
+        }
+    }
+}
+
+/// Liveness (Python-compatible)
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "compat",
+    operation_id = "compat_health",
+    responses((status = 200, description = "Alive.", body = Object, example = json!({"status": "healthy", "version": "0.1.0"}))),
+)]
+async fn health() -> Json<Value> {
+    Json(json!({"status": "healthy", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+/// Ready when Redis and S3 answer; workers are not required (they may scale from zero).
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "compat",
+    operation_id = "compat_ready",
+    responses(
+        (status = 200, description = "Redis and S3 answer.", body = crate::openapi::CompatReady, example = json!({"ready": true, "status": "ready", "redis": "ok", "s3": "ok"})),
+        (status = 503, description = "Redis or S3 does not answer (a readiness report, not an error body).", body = crate::openapi::CompatReady, example = json!({"ready": false, "status": "not_ready", "redis": "ok", "s3": "unavailable"})),
+    ),
+)]
+async fn ready(State(state): State<Shared>) -> Response {
+    let (redis, s3) = tokio::join!(state.queue.ping(), state.store.check());
+    let ok = redis.is_ok() && s3.is_ok();
+    let body = json!({
+        "ready": ok,
+        "status": if ok { "ready" } else { "not_ready" },
+        "redis": if redis.is_ok() { "ok" } else { "unavailable" },
+        "s3": if s3.is_ok() { "ok" } else { "unavailable" },
+    });
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+/// Version, uptime, the workers the group has seen and the real mean processing time.
+#[utoipa::path(
+    get,
+    path = "/status",
+    tag = "compat",
+    operation_id = "compat_status",
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Version, uptime, workers seen (`XINFO CONSUMERS`), queue figures and the mean processing time of succeeded jobs.", body = Object,
+            example = json!({"status": "ok", "version": "0.1.0", "uptime_seconds": 3600, "workers": {"seen": 2, "active": 2, "consumers": [{"name": "worker-a", "pending": 1, "idle_ms": 120}]}, "queue": {"stream_len": 3, "pending": 1, "delayed": 0, "dead": 0}, "jobs": {"succeeded": 120, "failed": 4, "average_processing_time_ms": 1830}})),
+        (status = 401, description = "Missing or unknown API key.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "unauthorized", "message": "send an API key as `Authorization: Bearer <key>` or `X-API-Key`"})),
+        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = crate::openapi::CompatErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait")), example = json!({"detail": "rate_limited", "message": "rate limit of this API key exceeded; retry later"})),
+        (status = 500, description = "A bug; details only in the server logs.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "internal", "message": "internal error"})),
+        (status = 503, description = "Redis unreachable; see `Retry-After`.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "queue_unavailable", "message": "a backing service is unavailable; retry later"})),
+    ),
+)]
+async fn status(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, CompatError> {
+    state.auth.caller(&headers)?;
+    let (workers, finished, queue) = tokio::join!(
+        state.queue.workers(),
+        state.queue.finished_stats(),
+        state.queue.stats()
+    );
+    let (workers, finished, queue) = (workers?, finished?, queue?);
+    // A living worker reads or renews its lease well within the lease timeout.
+    let lease = state.queue.settings().lease_timeout_ms;
+    let active = workers.iter().filter(|w| w.idle_ms < lease).count();
+    Ok(Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": state.started.elapsed().as_secs(),
+        "workers": {
+            "seen": workers.len(),
+            "active": active,
+            "consumers": workers,
+        },
+        "queue": queue,
+        "jobs": {
+            "succeeded": finished.succeeded,
+            "failed": finished.failed,
+            "average_processing_time_ms": finished.average_ms(),
+        },
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(pairs: &[(&str, &str)]) -> Map<String, Value> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
+            .collect()
+    }
+
+    #[test]
+    fn old_fields_map_onto_job_params() {
+        let f = process_form(
+            &fields(&[
+                ("width", "600"),
+                ("height", "800"),
+                ("background_r", "255"),
+                ("background_g", "10"),
+                ("background_b", "0"),
+                ("face_margin", "0.5"),
+                ("use_oval_mask", "false"),
+                ("enhance_face", "False"),
+                ("enhance_fidelity", "0.2"),
+                ("return_base64", "true"),
+            ]),
+            PROCESS_FIELDS,
+            JobParams::default(),
+        )
+        .unwrap();
+        assert_eq!((f.params.width, f.params.height), (600, 800));
+        assert_eq!(f.params.background, Rgb([255, 10, 0]), "r stays red");
+        assert!((f.params.face_margin - 0.5).abs() < 1e-6);
+        assert!(!f.params.oval_mask && !f.params.enhance);
+        assert!((f.params.enhance_fidelity - 0.2).abs() < 1e-6);
+        assert!(f.return_base64);
+        assert_eq!(f.params.formats, vec![Format::Png, Format::Jpg]);
+    }
+
+    #[test]
+    fn defaults_are_the_old_services() {
+        let f = process_form(&Map::new(), PROCESS_FIELDS, JobParams::default()).unwrap();
+        assert_eq!(f.params, JobParams::default());
+        assert!(!f.return_base64);
+    }
+
+    #[test]
+    fn bad_values_and_unknown_fields_are_refused() {
+        for (k, v) in [
+            ("width", "-1"),
+            ("width", "10"),
+            ("height", "abc"),
+            ("background_r", "256"),
+            ("face_margin", "3"),
+            ("face_margin", "NaN"),
+            ("enhance_fidelity", "1.5"),
+            ("use_oval_mask", "maybe"),
+            ("colour", "red"),
+        ] {
+            let e =
+                process_form(&fields(&[(k, v)]), PROCESS_FIELDS, JobParams::default()).unwrap_err();
+            assert_eq!(
+                (e.status, e.code),
+                (StatusCode::BAD_REQUEST, ErrorCode::InvalidParams),
+                "{k}={v}"
+            );
+        }
+        // `size` belongs to the quick endpoint only.
+        assert!(process_form(
+            &fields(&[("size", "300")]),
+            PROCESS_FIELDS,
+            JobParams::default()
+        )
+        .is_err());
+        let q = process_form(&fields(&[("size", "300")]), &["size"], JobParams::default()).unwrap();
+        assert_eq!((q.params.width, q.params.height), (300, 300));
+    }
+}

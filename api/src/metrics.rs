@@ -1,0 +1,123 @@
+//! `GET /metrics`: Prometheus metrics of this API process and of the queue, in the OpenMetrics
+//! text format. Queue figures are read from Redis at scrape time under a short timeout; when
+//! Redis does not answer, the scrape still answers with what this process knows and
+//! `facecraft_redis_up 0`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use facecraft_shared::queue::{Queue, QueueStats};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::AppState;
+
+/// How long a scrape waits for Redis; a scraper's own timeout is typically 10 s.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Prometheus metrics
+///
+/// OpenMetrics text: jobs enqueued, event streams, queue length, consumer-group lag, pending,
+/// delayed and dead entries, `facecraft_redis_up`. No API key: keep the port internal.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    operation_id = "metrics",
+    responses(
+        (status = 200, description = "The metrics.", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String,
+            example = "# TYPE facecraft_jobs_enqueued counter\nfacecraft_jobs_enqueued_total 3\n# EOF\n"),
+    ),
+)]
+pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let mut registry = Registry::with_prefix("facecraft");
+    let enqueued = Counter::<u64>::default();
+    enqueued.inc_by(state.queue.enqueued_total());
+    registry.register(
+        "jobs_enqueued",
+        "Jobs created by this API process (idempotent replays not counted)",
+        enqueued,
+    );
+    let open = Gauge::<i64>::default();
+    open.set(i64::try_from(state.streams.open()).unwrap_or(i64::MAX));
+    registry.register("sse_streams", "Event streams open now", open);
+    let rejected = Counter::<u64>::default();
+    rejected.inc_by(state.streams.rejected());
+    registry.register(
+        "sse_rejected",
+        "Event streams refused with too_many_streams",
+        rejected,
+    );
+    register_queue(&mut registry, &state.queue).await;
+
+    let mut body = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &registry) {
+        tracing::error!(error = %e, "encoding metrics failed");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    let mut resp = body.into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    resp
+}
+
+/// Queue gauges and `redis_up`. Only figures Redis actually gave are reported: a missing
+/// series says "unknown", a zero would lie.
+pub(crate) async fn register_queue(registry: &mut Registry, queue: &Queue) {
+    let read = async {
+        let stats = queue.stats().await?;
+        let lag = queue.group_lag().await?;
+        Ok::<_, facecraft_shared::queue::QueueError>((stats, lag))
+    };
+    let up = Gauge::<i64>::default();
+    match tokio::time::timeout(REDIS_TIMEOUT, read).await {
+        Ok(Ok((stats, lag))) => {
+            up.set(1);
+            register_stats(registry, &stats, lag);
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "metrics: reading the queue failed"),
+        Err(_) => tracing::warn!("metrics: redis gave no answer within {REDIS_TIMEOUT:?}"),
+    }
+    registry.register(
+        "redis_up",
+        "1 when Redis answered this scrape's queue queries",
+        up,
+    );
+}
+
+fn register_stats(registry: &mut Registry, stats: &QueueStats, lag: Option<u64>) {
+    let mut gauge = |name: &str, help: &str, value: u64| {
+        let g = Gauge::<i64>::default();
+        g.set(i64::try_from(value).unwrap_or(i64::MAX));
+        registry.register(name, help, g);
+    };
+    gauge(
+        "queue_length",
+        "Entries in the jobs stream: waiting or in flight",
+        stats.stream_len,
+    );
+    gauge(
+        "queue_pending",
+        "Entries delivered to a worker and not yet acknowledged",
+        stats.pending,
+    );
+    gauge(
+        "queue_delayed",
+        "Retries waiting for their backoff",
+        stats.delayed,
+    );
+    gauge("queue_dead", "Jobs in the dead stream", stats.dead);
+    if let Some(lag) = lag {
+        gauge(
+            "queue_lag",
+            "Entries of the jobs stream not yet delivered to the consumer group",
+            lag,
+        );
+    }
+}
