@@ -1152,9 +1152,12 @@ async fn check(run: &Run<'_>) -> Report {
         .await
         .unwrap()
         .strings();
+    // Keys meant to live as long as the queue: the streams (capped) and the finished-job
+    // counters of `/status` (one hash of three integers).
     let stream_keys = [
         format!("{}:jobs", lab.prefix),
         format!("{}:dead", lab.prefix),
+        format!("{}:stats:finished", lab.prefix),
     ];
     let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
     let mut no_ttl = Vec::new();
@@ -1167,6 +1170,7 @@ async fn check(run: &Run<'_>) -> Report {
             "jobs" => "stream",
             "dead" => "dead stream",
             "delayed" => "delayed",
+            "stats" => "stats",
             _ => "other",
         };
         *kinds.entry(kind).or_default() += 1;
@@ -1198,8 +1202,9 @@ async fn check(run: &Run<'_>) -> Report {
     if stats.stream_len != 0 || stats.pending != 0 || stats.delayed != 0 {
         problems.push(format!("queue not empty at the end: {stats:?}"));
     }
-    // One status hash and one idempotency key per job, the streams: nothing else piles up.
-    if keys.len() > 2 * accepted + 2 {
+    // One status hash and one idempotency key per job, the streams and the counters: nothing
+    // else piles up.
+    if keys.len() > 2 * accepted + 3 {
         problems.push(format!(
             "{} keys for {accepted} jobs: {kinds:?}",
             keys.len()
