@@ -10,7 +10,7 @@ function el(tag, attrs, ...children) {
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v !== undefined && v !== null) node.setAttribute(k, v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;
     node.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -164,7 +164,7 @@ function operationView(spec, path, method, op) {
   if (op.requestBody) {
     section.append(el("h4", {}, "Request body", op.requestBody.required ? "" : " (optional)"));
     if (op.requestBody.description) section.append(markdown(op.requestBody.description));
-    section.append(contentView(spec, op.requestBody.content));
+    section.append(...contentView(spec, op.requestBody.content));
   }
   section.append(el("h4", {}, "Responses"));
   for (const [status, resp] of Object.entries(op.responses || {})) {
@@ -173,7 +173,7 @@ function operationView(spec, path, method, op) {
     const block = el("details", { class: `response ${cls}` }, el("summary", {}, el("span", { class: `status ${cls}` }, status), " ", inline(r.description || "")));
     const headers = Object.entries(r.headers || {});
     if (headers.length) block.append(el("div", { class: "headers" }, "Headers: ", headers.map(([h, v], i) => [i ? ", " : "", el("code", {}, h), v.description ? ` (${v.description})` : ""])));
-    block.append(contentView(spec, r.content));
+    block.append(...contentView(spec, r.content));
     section.append(block);
   }
   return section;
