@@ -56,7 +56,6 @@ pub(crate) fn router(state: Shared, settings: &Settings) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(close_after_rejected_body))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(settings.request_timeout_secs),
@@ -71,31 +70,6 @@ pub(crate) fn router(state: Shared, settings: &Settings) -> Router {
         }))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
-}
-
-/// An error answer to a request with a body may leave part of that body unread on the socket
-/// (413, 401 or 429 before a multipart upload is consumed). The server then drops the
-/// connection, and a client that put it back in its pool fails its next request with a reset.
-/// Saying `Connection: close` up front tells every HTTP/1.1 client not to reuse it.
-async fn close_after_rejected_body(req: Request, next: axum::middleware::Next) -> Response {
-    let has_body = request_has_body(req.headers());
-    let mut resp = next.run(req).await;
-    if has_body && (resp.status().is_client_error() || resp.status().is_server_error()) {
-        resp.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    resp
-}
-
-fn request_has_body(headers: &HeaderMap) -> bool {
-    let length = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    match length {
-        Some(n) => n > 0,
-        None => headers.contains_key(header::TRANSFER_ENCODING),
-    }
 }
 
 fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
@@ -953,21 +927,5 @@ mod tests {
         );
         assert_eq!(sanitize_filename(Some("..")), "input");
         assert_eq!(sanitize_filename(None), "input");
-    }
-
-    #[test]
-    fn bodies_are_seen_by_length_or_chunking() {
-        let mut h = HeaderMap::new();
-        assert!(!request_has_body(&h));
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-        assert!(!request_has_body(&h));
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("6000000"));
-        assert!(request_has_body(&h));
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
-        assert!(request_has_body(&h));
     }
 }
