@@ -25,6 +25,7 @@ use crate::auth::Caller;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::openapi::ErrorBody;
+use crate::submit::sanitize_filename;
 use crate::AppState;
 
 type Shared = Arc<AppState>;
@@ -446,24 +447,6 @@ async fn read_form(mut mp: Multipart, max_bytes: usize) -> Result<Form, ApiError
         }
     }
     Ok(form)
-}
-
-fn sanitize_filename(name: Option<&str>) -> String {
-    let cleaned: String = name
-        .unwrap_or_default()
-        .rsplit(['/', '\\'])
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-        .take(100)
-        .collect();
-    let cleaned = cleaned.trim_start_matches('.');
-    if cleaned.is_empty() {
-        "input".to_owned()
-    } else {
-        cleaned.to_owned()
-    }
 }
 
 fn parse_id(id: &str) -> Result<JobId, ApiError> {
