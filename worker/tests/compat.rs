@@ -182,7 +182,9 @@ async fn quick_returns_the_png_and_failures_carry_a_detail_code() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200);
+    if r.status() != 200 {
+        panic!("quick answered {}: {}", r.status(), r.text().await.unwrap());
+    }
     assert_eq!(r.headers()["content-type"], "image/png");
     let id = r.headers()["x-job-id"].to_str().unwrap().to_owned();
     let png = r.bytes().await.unwrap();
