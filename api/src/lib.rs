@@ -8,6 +8,7 @@ pub mod config;
 mod docs;
 pub mod error;
 mod events;
+mod linger;
 mod metrics;
 mod openapi;
 mod page;

@@ -61,6 +61,10 @@ pub(crate) fn router(state: Shared, settings: &Settings) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(settings.request_timeout_secs),
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            linger_budget(settings),
+            crate::linger::linger,
+        ))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -71,6 +75,19 @@ pub(crate) fn router(state: Shared, settings: &Settings) -> Router {
         }))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Reads up to twice the largest body any route takes: a client somewhat over a limit still
+/// reads its 413.
+fn linger_budget(settings: &Settings) -> crate::linger::Budget {
+    let largest = settings
+        .max_batch_bytes
+        .max(settings.max_upload_bytes + 64 * 1024) as u64;
+    crate::linger::Budget {
+        largest_body: largest,
+        max_bytes: largest.saturating_mul(2),
+        max_time: Duration::from_secs(settings.request_timeout_secs),
+    }
 }
 
 fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {

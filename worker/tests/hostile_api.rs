@@ -699,3 +699,200 @@ async fn broken_inputs_fail_their_jobs_with_stable_codes_and_the_worker_lives_on
         worker.log_text()
     );
 }
+
+/// One HTTP/1.1 exchange on a raw socket, so the test sees exactly what the server does with
+/// the connection: the status, the headers (lower-cased names) and the body.
+struct RawResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl RawResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one response (a `Content-Length` body) from `buf` + `sock`; leaves what follows in `buf`.
+async fn read_response(
+    sock: &mut (impl tokio::io::AsyncRead + Unpin),
+    buf: &mut Vec<u8>,
+) -> RawResponse {
+    use tokio::io::AsyncReadExt;
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(20), sock.read(&mut chunk))
+            .await
+            .expect("no response within 20 s")
+            .unwrap();
+        assert!(
+            n > 0,
+            "connection closed before a response: {:?}",
+            String::from_utf8_lossy(buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8(buf[..head_end].to_vec()).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (n, v) = l.split_once(':').unwrap();
+            (n.trim().to_ascii_lowercase(), v.trim().to_owned())
+        })
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .map_or(0, |(_, v)| v.parse().unwrap());
+    while buf.len() < head_end + len {
+        let mut chunk = [0u8; 4096];
+        let n = sock.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed inside a response body");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body = buf[head_end..head_end + len].to_vec();
+    buf.drain(..head_end + len);
+    RawResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Sends `head` and then `body` in pieces while reading the answer, as a client that does not
+/// wait for one would; returns the answer and the socket, ready for another request.
+async fn exchange(
+    sock: tokio::net::TcpStream,
+    head: String,
+    body: Vec<u8>,
+) -> (RawResponse, tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let (mut rd, mut wr) = sock.into_split();
+    let writer = tokio::spawn(async move {
+        wr.write_all(head.as_bytes()).await?;
+        for piece in body.chunks(64 * 1024) {
+            wr.write_all(piece).await?;
+        }
+        wr.flush().await?;
+        Ok::<_, std::io::Error>(wr)
+    });
+    let mut buf = Vec::new();
+    let resp = read_response(&mut rd, &mut buf).await;
+    assert!(buf.is_empty(), "bytes after the response");
+    let wr = writer
+        .await
+        .unwrap()
+        .expect("the server stopped reading the body it was sent");
+    (resp, rd.reunite(wr).unwrap())
+}
+
+fn upload_head(stack: &Stack, path: &str, len: usize, extra: &str) -> String {
+    let host = stack.api.trim_start_matches("http://");
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\n\
+         Content-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: {len}\r\n{extra}\r\n"
+    )
+}
+
+fn multipart_of(len: usize) -> Vec<u8> {
+    let mut body = b"--XyZ\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n".to_vec();
+    body.resize(len - 11, b'x');
+    body.extend_from_slice(b"\r\n--XyZ--\r\n");
+    assert_eq!(body.len(), len);
+    body
+}
+
+async fn healthz_on(sock: tokio::net::TcpStream, stack: &Stack) -> RawResponse {
+    let host = stack.api.trim_start_matches("http://");
+    let head = format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    exchange(sock, head, Vec::new()).await.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_bodies_are_read_so_the_client_gets_its_answer_and_keeps_the_connection() {
+    let stack = Stack::start(StackOptions {
+        api_keys: Some("acme:k-acme-0123456789abcdef".into()),
+        ..StackOptions::default()
+    })
+    .await;
+    let addr = stack.api.trim_start_matches("http://").to_owned();
+    let key = "Authorization: Bearer k-acme-0123456789abcdef\r\n";
+
+    // Over the 5 MB upload limit, sent in full without waiting: the 413 arrives, every byte
+    // was taken, and the same connection serves the next request.
+    let sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let len = 6_000_000;
+    let (resp, sock) = exchange(
+        sock,
+        upload_head(&stack, "/v1/jobs", len, key),
+        multipart_of(len),
+    )
+    .await;
+    assert_eq!(resp.status, 413, "{}", String::from_utf8_lossy(&resp.body));
+    let body: Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_error("6 MB upload", &(resp.status, body), 413, "payload_too_large");
+    assert_ne!(resp.header("connection"), Some("close"));
+    assert_eq!(healthz_on(sock, &stack).await.status, 200);
+
+    // No key, a 3 MB body: a 401, not a reset, and again the connection lives on.
+    let sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let len = 3_000_000;
+    let (resp, sock) = exchange(
+        sock,
+        upload_head(&stack, "/v1/jobs", len, ""),
+        multipart_of(len),
+    )
+    .await;
+    assert_eq!(resp.status, 401, "{}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(healthz_on(sock, &stack).await.status, 200);
+
+    // The same on an old-service path, whose handler refuses before the multipart reader.
+    let sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (resp, sock) = exchange(
+        sock,
+        upload_head(&stack, "/api/v1/process", len, ""),
+        multipart_of(len),
+    )
+    .await;
+    assert_eq!(resp.status, 401, "{}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(healthz_on(sock, &stack).await.status, 200);
+
+    // `Expect: 100-continue` and no key: the 401 comes at once, with no `100 Continue`
+    // asking for a body that would only be thrown away.
+    let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = upload_head(&stack, "/v1/jobs", len, "Expect: 100-continue\r\n");
+    tokio::io::AsyncWriteExt::write_all(&mut sock, head.as_bytes())
+        .await
+        .unwrap();
+    let resp = read_response(&mut sock, &mut Vec::new()).await;
+    assert_eq!(resp.status, 401);
+
+    // A declared length over the largest body any route takes (100 MiB for batches here) is
+    // refused before a handler runs; past twice that, nothing is read and the connection is
+    // closed.
+    let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = upload_head(&stack, "/v1/jobs", 300_000_000, key);
+    tokio::io::AsyncWriteExt::write_all(&mut sock, head.as_bytes())
+        .await
+        .unwrap();
+    let resp = read_response(&mut sock, &mut Vec::new()).await;
+    assert_eq!(resp.status, 413);
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert_no_uploads(&stack).await;
+}
