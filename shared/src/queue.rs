@@ -158,8 +158,8 @@ redis.call('DEL', KEYS[1])
 return 'forgotten'
 ";
 
-// KEYS: job hash, stream
-// ARGV: entry, worker, now, max deliveries, ttl
+// KEYS: job hash, stream, events channel
+// ARGV: entry, worker, now, max deliveries, ttl, running event json, cancelled event json
 const START: &str = r"
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then ackdel(KEYS[2], ARGV[1]); return {'gone', ''} end
@@ -168,6 +168,7 @@ if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[3], 'updated_at', ARGV[3])
   redis.call('EXPIRE', KEYS[1], ARGV[5])
   ackdel(KEYS[2], ARGV[1])
+  redis.call('PUBLISH', KEYS[3], ARGV[7])
   return {'skip', 'cancelled'}
 end
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
@@ -176,6 +177,7 @@ local retries = tonumber(redis.call('HGET', KEYS[1], 'retries') or '0')
 if attempts - retries > tonumber(ARGV[4]) then return {'dead', redis.call('HGET', KEYS[1], 'job')} end
 redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[3], 'updated_at', ARGV[3],
   'worker', ARGV[2], 'entry', ARGV[1], 'stage', 'starting', 'percent', 0)
+redis.call('PUBLISH', KEYS[3], ARGV[6])
 return {'run', redis.call('HGET', KEYS[1], 'job'), tostring(attempts), tostring(retries)}
 ";
 
@@ -264,8 +266,8 @@ redis.call('HSET', KEYS[1], 'cancel_requested', 1, 'updated_at', ARGV[3])
 return 'cancelling'
 ";
 
-// KEYS: job hash, stream, dead stream
-// ARGV: tenant ('' = any), id, now, maxlen, max backlog
+// KEYS: job hash, stream, dead stream, events channel
+// ARGV: tenant ('' = any), id, now, maxlen, max backlog, event json
 const REQUEUE: &str = r"
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'not_found' end
@@ -280,6 +282,7 @@ redis.call('HDEL', KEYS[1], 'error', 'result', 'started_at', 'finished_at', 'can
 redis.call('HSET', KEYS[1], 'state', 'queued', 'attempts', 0, 'retries', 0, 'updated_at', ARGV[3])
 redis.call('PERSIST', KEYS[1])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'id', ARGV[2])
+redis.call('PUBLISH', KEYS[4], ARGV[6])
 return 'queued'
 ";
 
@@ -635,11 +638,14 @@ impl Queue {
             .start
             .key(self.keys.job(job_id))
             .key(self.keys.stream())
+            .key(self.keys.events(job_id))
             .arg(&d.entry_id)
             .arg(worker)
             .arg(now_ms())
             .arg(self.settings.max_deliveries)
             .arg(self.settings.status_ttl_secs)
+            .arg(event("running", Some("starting"), Some(0)))
+            .arg(event("cancelled", None, None))
             .invoke_async(&mut c)
             .await?;
         let parse_job = |s: &str| -> Result<Box<Job>, QueueError> {
@@ -936,11 +942,13 @@ impl Queue {
             .key(self.keys.job(id))
             .key(self.keys.stream())
             .key(self.keys.dead())
+            .key(self.keys.events(id))
             .arg(tenant.unwrap_or_default())
             .arg(id.to_string())
             .arg(now_ms())
             .arg(self.settings.stream_max_len)
             .arg(self.settings.max_backlog)
+            .arg(event("queued", None, None))
             .invoke_async(&mut c)
             .await?;
         match answer.as_str() {

@@ -846,7 +846,12 @@ async fn refused_bodies_are_read_so_the_client_gets_its_answer_and_keeps_the_con
     .await;
     assert_eq!(resp.status, 413, "{}", String::from_utf8_lossy(&resp.body));
     let body: Value = serde_json::from_slice(&resp.body).unwrap();
-    assert_error("6 MB upload", &(resp.status, body), 413, "payload_too_large");
+    assert_error(
+        "6 MB upload",
+        &(resp.status, body),
+        413,
+        "payload_too_large",
+    );
     assert_ne!(resp.header("connection"), Some("close"));
     assert_eq!(healthz_on(sock, &stack).await.status, 200);
 

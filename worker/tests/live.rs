@@ -607,3 +607,51 @@ async fn metrics_answer_without_redis() {
     assert_eq!(m.value("facecraft_queue_length", &[]), None);
     assert_eq!(m.value("facecraft_queue_lag", &[]), None);
 }
+
+/// Waits for the next change notice; a hang guard, not a measured limit.
+async fn notice(events: &mut facecraft_shared::queue::JobEvents, what: &str) {
+    tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .unwrap_or_else(|_| panic!("no change notice for {what}"))
+        .unwrap_or_else(|| panic!("the events connection closed before {what}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_state_change_is_announced_start_and_requeue_included() {
+    use facecraft_shared::job::{JobId, JobState};
+    use facecraft_shared::queue::{RequeueOutcome, Start};
+    use facecraft_shared::{ErrorCode, JobError};
+
+    // No worker: the test drives the queue itself, so each change is made once, on cue.
+    let stack = Stack::start(StackOptions::default()).await;
+    let id = JobId::parse(&submit(&stack, None, astronaut()).await).unwrap();
+    let mut events = stack.queue.subscribe(&id).await.unwrap();
+    stack.queue.ensure_group().await.unwrap();
+    let mut consumer = stack.queue.consumer("t1").await.unwrap();
+    let deliveries = consumer.read(1, Duration::from_millis(500)).await.unwrap();
+    let d = &deliveries[0];
+
+    // queued → running: the stream's clients learn of it when the worker starts, not at the
+    // first progress report or a slow poll.
+    let started = stack.queue.start(d, &id, "t1").await.unwrap();
+    assert!(matches!(started, Start::Run { .. }));
+    notice(&mut events, "the start").await;
+    let status = stack.queue.status(&id, None).await.unwrap().unwrap();
+    assert_eq!(status.state, JobState::Running);
+
+    stack
+        .queue
+        .fail(d, &id, &JobError::new(ErrorCode::NoFaceDetected, "none"))
+        .await
+        .unwrap();
+    notice(&mut events, "the failure").await;
+
+    // failed → queued again by a re-queue.
+    assert_eq!(
+        stack.queue.requeue(&id, None).await.unwrap(),
+        RequeueOutcome::Queued
+    );
+    notice(&mut events, "the re-queue").await;
+    let status = stack.queue.status(&id, None).await.unwrap().unwrap();
+    assert_eq!(status.state, JobState::Queued);
+}
