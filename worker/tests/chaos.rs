@@ -333,7 +333,7 @@ async fn submit_one(run: &Run<'_>, fx: &Fixtures, i: usize) {
                 let key = match spec.kind {
                     Kind::NoFace => "inputs/grey.png".to_owned(),
                     Kind::Missing => format!("inputs/missing-{i}.png"),
-                    _ if i % 2 == 0 => "inputs/astronaut.png".to_owned(),
+                    _ if i.is_multiple_of(2) => "inputs/astronaut.png".to_owned(),
                     _ => "inputs/astronaut.jpg".to_owned(),
                 };
                 run.lab.http.post(run.lab.url("/v1/jobs")).json(&json!({

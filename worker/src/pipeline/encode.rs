@@ -442,7 +442,7 @@ mod tests {
     #[test]
     fn search_never_returns_an_oversized_file_on_a_bumpy_curve() {
         // A non-monotonic curve (dips at every 7th quality): whatever is returned must fit.
-        let size = |q: u8| 1000 + 10 * usize::from(q) - if q % 7 == 0 { 25 } else { 0 };
+        let size = |q: u8| 1000 + 10 * usize::from(q) - if q.is_multiple_of(7) { 25 } else { 0 };
         for max_bytes in 1000..=2000 {
             let params = JpegParams {
                 max_bytes,
