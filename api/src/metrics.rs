@@ -9,7 +9,6 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use facecraft_shared::queue::{Queue, QueueStats};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -54,7 +53,7 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         "Event streams refused with too_many_streams",
         rejected,
     );
-    register_queue(&mut registry, &state.queue).await;
+    facecraft_shared::metrics::register_queue(&mut registry, &state.queue, REDIS_TIMEOUT).await;
 
     let mut body = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &registry) {
@@ -65,59 +64,4 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     resp
-}
-
-/// Queue gauges and `redis_up`. Only figures Redis actually gave are reported: a missing
-/// series says "unknown", a zero would lie.
-pub(crate) async fn register_queue(registry: &mut Registry, queue: &Queue) {
-    let read = async {
-        let stats = queue.stats().await?;
-        let lag = queue.group_lag().await?;
-        Ok::<_, facecraft_shared::queue::QueueError>((stats, lag))
-    };
-    let up = Gauge::<i64>::default();
-    match tokio::time::timeout(REDIS_TIMEOUT, read).await {
-        Ok(Ok((stats, lag))) => {
-            up.set(1);
-            register_stats(registry, &stats, lag);
-        }
-        Ok(Err(e)) => tracing::warn!(error = %e, "metrics: reading the queue failed"),
-        Err(_) => tracing::warn!("metrics: redis gave no answer within {REDIS_TIMEOUT:?}"),
-    }
-    registry.register(
-        "redis_up",
-        "1 when Redis answered this scrape's queue queries",
-        up,
-    );
-}
-
-fn register_stats(registry: &mut Registry, stats: &QueueStats, lag: Option<u64>) {
-    let mut gauge = |name: &str, help: &str, value: u64| {
-        let g = Gauge::<i64>::default();
-        g.set(i64::try_from(value).unwrap_or(i64::MAX));
-        registry.register(name, help, g);
-    };
-    gauge(
-        "queue_length",
-        "Entries in the jobs stream: waiting or in flight",
-        stats.stream_len,
-    );
-    gauge(
-        "queue_pending",
-        "Entries delivered to a worker and not yet acknowledged",
-        stats.pending,
-    );
-    gauge(
-        "queue_delayed",
-        "Retries waiting for their backoff",
-        stats.delayed,
-    );
-    gauge("queue_dead", "Jobs in the dead stream", stats.dead);
-    if let Some(lag) = lag {
-        gauge(
-            "queue_lag",
-            "Entries of the jobs stream not yet delivered to the consumer group",
-            lag,
-        );
-    }
 }

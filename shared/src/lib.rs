@@ -5,6 +5,8 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod job;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod queue;
 pub mod store;
 pub mod telemetry;

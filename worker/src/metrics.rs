@@ -15,7 +15,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use facecraft_shared::error::ErrorCode;
 use facecraft_shared::job::{JobResult, JobState};
-use facecraft_shared::queue::{Queue, QueueStats};
+use facecraft_shared::queue::Queue;
 use prometheus_client::encoding::text::{encode, encode_registry};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -157,7 +157,7 @@ impl Metrics {
 
     async fn render(&self, queue: &Queue) -> Result<String, std::fmt::Error> {
         let mut scrape = Registry::with_prefix("facecraft");
-        register_queue(&mut scrape, queue).await;
+        facecraft_shared::metrics::register_queue(&mut scrape, queue, REDIS_TIMEOUT).await;
         let mut body = String::new();
         encode_registry(&mut body, &self.registry)?;
         encode(&mut body, &scrape)?;
@@ -170,61 +170,6 @@ pub(crate) struct BusyGuard(Arc<Metrics>);
 impl Drop for BusyGuard {
     fn drop(&mut self) {
         self.0.busy.dec();
-    }
-}
-
-/// Queue gauges and `redis_up`, the same names as the API's `/metrics`. Only figures Redis
-/// actually gave are reported: a missing series says "unknown", a zero would lie.
-async fn register_queue(registry: &mut Registry, queue: &Queue) {
-    let read = async {
-        let stats = queue.stats().await?;
-        let lag = queue.group_lag().await?;
-        Ok::<_, facecraft_shared::queue::QueueError>((stats, lag))
-    };
-    let up = Gauge::<i64>::default();
-    match tokio::time::timeout(REDIS_TIMEOUT, read).await {
-        Ok(Ok((stats, lag))) => {
-            up.set(1);
-            register_stats(registry, &stats, lag);
-        }
-        Ok(Err(e)) => tracing::warn!(error = %e, "metrics: reading the queue failed"),
-        Err(_) => tracing::warn!("metrics: redis gave no answer within {REDIS_TIMEOUT:?}"),
-    }
-    registry.register(
-        "redis_up",
-        "1 when Redis answered this scrape's queue queries",
-        up,
-    );
-}
-
-fn register_stats(registry: &mut Registry, stats: &QueueStats, lag: Option<u64>) {
-    let mut gauge = |name: &str, help: &str, value: u64| {
-        let g = Gauge::<i64>::default();
-        g.set(i64::try_from(value).unwrap_or(i64::MAX));
-        registry.register(name, help, g);
-    };
-    gauge(
-        "queue_length",
-        "Entries in the jobs stream: waiting or in flight",
-        stats.stream_len,
-    );
-    gauge(
-        "queue_pending",
-        "Entries delivered to a worker and not yet acknowledged",
-        stats.pending,
-    );
-    gauge(
-        "queue_delayed",
-        "Retries waiting for their backoff",
-        stats.delayed,
-    );
-    gauge("queue_dead", "Jobs in the dead stream", stats.dead);
-    if let Some(lag) = lag {
-        gauge(
-            "queue_lag",
-            "Entries of the jobs stream not yet delivered to the consumer group",
-            lag,
-        );
     }
 }
 
