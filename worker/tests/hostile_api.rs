@@ -855,28 +855,21 @@ async fn refused_bodies_are_read_so_the_client_gets_its_answer_and_keeps_the_con
     assert_ne!(resp.header("connection"), Some("close"));
     assert_eq!(healthz_on(sock, &stack).await.status, 200);
 
-    // No key, a 3 MB body: a 401, not a reset, and again the connection lives on.
-    let sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // No key, a 3 MB body: a 401, not a reset, and again the connection lives on; the same on
+    // an old-service path, whose handler refuses before the multipart reader.
     let len = 3_000_000;
-    let (resp, sock) = exchange(
-        sock,
-        upload_head(&stack, "/v1/jobs", len, ""),
-        multipart_of(len),
-    )
-    .await;
-    assert_eq!(resp.status, 401, "{}", String::from_utf8_lossy(&resp.body));
-    assert_eq!(healthz_on(sock, &stack).await.status, 200);
-
-    // The same on an old-service path, whose handler refuses before the multipart reader.
-    let sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let (resp, sock) = exchange(
-        sock,
-        upload_head(&stack, "/api/v1/process", len, ""),
-        multipart_of(len),
-    )
-    .await;
-    assert_eq!(resp.status, 401, "{}", String::from_utf8_lossy(&resp.body));
-    assert_eq!(healthz_on(sock, &stack).await.status, 200);
+    for path in ["/v1/jobs", "/api/v1/process"] {
+        let sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let (resp, sock) =
+            exchange(sock, upload_head(&stack, path, len, ""), multipart_of(len)).await;
+        assert_eq!(
+            resp.status,
+            401,
+            "{path}: {}",
+            String::from_utf8_lossy(&resp.body)
+        );
+        assert_eq!(healthz_on(sock, &stack).await.status, 200, "{path}");
+    }
 
     // `Expect: 100-continue` and no key: the 401 comes at once, with no `100 Continue`
     // asking for a body that would only be thrown away.
