@@ -98,6 +98,10 @@ impl Keys {
     }
 }
 
+/// Reads after an enqueue timed out, each up to the response timeout, before the enqueue is
+/// reported failed.
+const SETTLE_READS: usize = 4;
+
 const LUA_HELPERS: &str = r"
 local function terminal(s)
   return s == 'succeeded' or s == 'failed' or s == 'cancelled' or s == 'dead'
@@ -519,6 +523,35 @@ impl Queue {
         Ok(self.pool.get().await?)
     }
 
+    /// Decides an enqueue whose answer did not come in time. Redis may have run the script and
+    /// the answer be late or lost (a stalled server, a slow network): a client told "503" would
+    /// then submit again and get a second job. Redis runs one connection's commands in order, so
+    /// a read of `key` (what the script writes) sent after it on the same connection tells what
+    /// happened. `Ok` means the script ran; any other failure gives back `error`.
+    async fn settle(
+        &self,
+        c: &mut deadpool_redis::Connection,
+        error: redis::RedisError,
+        key: &str,
+    ) -> Result<(), QueueError> {
+        if !error.is_timeout() {
+            return Err(error.into());
+        }
+        // Each read waits up to the response timeout; a few cover a stall of several.
+        for _ in 0..SETTLE_READS {
+            match c.exists::<_, bool>(key).await {
+                Ok(true) => {
+                    tracing::warn!(key, "enqueue answer timed out, but the script ran");
+                    return Ok(());
+                }
+                Ok(false) => break,
+                Err(e) if e.is_timeout() => continue,
+                Err(_) => break,
+            }
+        }
+        Err(error.into())
+    }
+
     /// PING, for readiness checks.
     pub async fn ping(&self) -> Result<(), QueueError> {
         let mut c = self.conn().await?;
@@ -549,7 +582,7 @@ impl Queue {
             .map(|k| self.keys.idem(&job.tenant, k))
             .unwrap_or_default();
         let mut c = self.conn().await?;
-        let (kind, value): (String, String) = self
+        let reply: Result<(String, String), redis::RedisError> = self
             .scripts
             .enqueue
             .key(self.keys.stream())
@@ -563,7 +596,20 @@ impl Queue {
             .arg(self.settings.stream_max_len)
             .arg(self.settings.max_backlog)
             .invoke_async(&mut c)
-            .await?;
+            .await;
+        let (kind, value): (String, String) = match reply {
+            Ok(reply) => reply,
+            Err(e) => {
+                return match self.settle(&mut c, e, &self.keys.job(&job.id)).await {
+                    Ok(()) => {
+                        self.enqueued
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        Ok(Enqueued::Created(job.id))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        };
         match kind.as_str() {
             "created" => {
                 self.enqueued
@@ -995,7 +1041,15 @@ impl Queue {
             inv.arg(job.id.to_string()).arg(json);
         }
         let mut c = self.conn().await?;
-        let (kind, value): (String, String) = inv.invoke_async(&mut c).await?;
+        let (kind, value): (String, String) = match inv.invoke_async(&mut c).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                self.settle(&mut c, e, &self.keys.batch(batch_id)).await?;
+                self.enqueued
+                    .fetch_add(jobs.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                return Ok(());
+            }
+        };
         match kind.as_str() {
             "created" => {
                 self.enqueued

@@ -566,3 +566,129 @@ async fn sigterm_lets_the_running_job_finish_before_exit() {
     let (_, s) = stack.status(later["id"].as_str().unwrap()).await;
     assert_eq!(s["state"], "queued");
 }
+
+/// A TCP proxy in front of Redis that, once armed, holds back Redis's answers for `delay`
+/// from the moment a client sends an `EVALSHA` (the enqueue script): the script runs, its
+/// answer is late, as behind a stalled network or a server busy right after it.
+struct LateRedis {
+    addr: std::net::SocketAddr,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LateRedis {
+    async fn start(upstream: String, delay: Duration) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let armed = Arc::new(AtomicBool::new(false));
+        let arm = armed.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let hold = Arc::new(AtomicBool::new(false));
+                let (arm, hold_up) = (arm.clone(), hold.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = cr.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let chunk = &buf[..n];
+                        if arm.load(Ordering::SeqCst) && chunk.windows(7).any(|w| w == b"EVALSHA") {
+                            arm.store(false, Ordering::SeqCst);
+                            hold_up.store(true, Ordering::SeqCst);
+                        }
+                        if sw.write_all(chunk).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = sr.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        if hold.swap(false, Ordering::SeqCst) {
+                            tokio::time::sleep(delay).await;
+                        }
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Self { addr, armed, task }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://{}/", self.addr)
+    }
+
+    fn arm(&self) {
+        self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for LateRedis {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enqueue_answered_late_by_a_stalled_redis_counts_as_done() {
+    use facecraft_shared::config::{QueueSettings, RedisSettings};
+    use facecraft_shared::job::{Job, JobId, JobParams, ObjectRef, OutputSpec};
+    use facecraft_shared::queue::{Enqueued, Queue};
+
+    let stack = Stack::start(StackOptions::default()).await;
+    let upstream = support::env("FACECRAFT_REDIS_URL")
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_owned();
+    let late = LateRedis::start(upstream, Duration::from_millis(1000)).await;
+    // A queue on the stack's keys, through the proxy, whose Redis calls give up after 400 ms.
+    let redis = RedisSettings {
+        url: late.url(),
+        prefix: stack.prefix.clone(),
+        pool_size: 2,
+        timeout_ms: 400,
+    };
+    let queue = Queue::new(&redis, &QueueSettings::default()).unwrap();
+    let job = |key: &str| Job {
+        id: JobId::new(),
+        tenant: "default".into(),
+        input: ObjectRef {
+            bucket: stack.bucket.clone(),
+            key: key.into(),
+        },
+        params: JobParams::default(),
+        output: OutputSpec {
+            bucket: stack.bucket.clone(),
+            prefix: "results/".into(),
+        },
+        idempotency_key: None,
+        created_at_ms: 0,
+    };
+    // Loads the script, so the stalled call is one EVALSHA.
+    queue.enqueue(&job("warm.png")).await.unwrap();
+
+    // The enqueue's answer comes a second late, past its 400 ms timeout, but the job was written
+    // and the caller must hear so: a 503 here would make the client submit it again.
+    late.arm();
+    let slow = job("late.png");
+    let got = queue.enqueue(&slow).await;
+    assert!(
+        matches!(got, Ok(Enqueued::Created(id)) if id == slow.id),
+        "{got:?}"
+    );
+    assert!(stack.queue.status(&slow.id, None).await.unwrap().is_some());
+    assert_eq!(stack.queue.stats().await.unwrap().stream_len, 2);
+}
