@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use facecraft_shared::job::{
-    default_output_prefix, now_ms, validate_bucket, validate_key, validate_prefix, Format, Job,
-    JobId, JobParams, JobState, JobStatus, ObjectRef, OutputSpec,
+    default_output_prefix, now_ms, validate_key, validate_prefix, Format, Job, JobId, JobParams,
+    JobState, JobStatus, ObjectRef, OutputSpec,
 };
 use facecraft_shared::queue::{CancelOutcome, Enqueued, RequeueOutcome};
 use facecraft_shared::ErrorCode;
@@ -25,7 +25,7 @@ use crate::auth::Caller;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::openapi::ErrorBody;
-use crate::submit::sanitize_filename;
+use crate::submit::{body_error, check_bucket, invalid, read_limited, sanitize_filename};
 use crate::AppState;
 
 type Shared = Arc<AppState>;
@@ -131,22 +131,6 @@ struct OutputRequest {
     /// Empty, or ending with `/`. Default `results/`.
     #[serde(default)]
     prefix: Option<String>,
-}
-
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::bad_request(ErrorCode::InvalidRequest, message)
-}
-
-fn check_bucket(state: &AppState, bucket: &str) -> Result<(), ApiError> {
-    validate_bucket(bucket).map_err(invalid)?;
-    if !state.allowed_buckets.iter().any(|b| b == bucket) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::InvalidRequest,
-            format!("bucket `{bucket}` is not allowed"),
-        ));
-    }
-    Ok(())
 }
 
 fn check_idempotency_key(key: &str) -> Result<(), ApiError> {
@@ -344,18 +328,6 @@ async fn create_job(
     Ok(resp)
 }
 
-fn body_error(status: StatusCode, text: String) -> ApiError {
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            status,
-            ErrorCode::PayloadTooLarge,
-            "request body is over the size limit",
-        )
-    } else {
-        invalid(text)
-    }
-}
-
 /// Parses a JSON body in two steps so clients can tell broken JSON (`invalid_request`) from a
 /// well-formed request with wrong fields or values (`invalid_params`).
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -434,17 +406,7 @@ async fn read_form(mut mp: Multipart, max_bytes: usize) -> Result<Form, ApiError
                     return Err(invalid("send one image per job"));
                 }
                 let filename = field.file_name().map(str::to_owned);
-                let data = field.bytes().await.map_err(field_err)?;
-                if data.len() > max_bytes {
-                    return Err(ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        ErrorCode::PayloadTooLarge,
-                        format!(
-                            "the image is {} bytes, over the {max_bytes}-byte limit",
-                            data.len()
-                        ),
-                    ));
-                }
+                let data = read_limited(field, max_bytes).await?;
                 form.file = Some((filename, data));
             }
             "params" => form.params_json = Some(field.text().await.map_err(field_err)?),

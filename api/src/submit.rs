@@ -50,7 +50,7 @@ pub(crate) fn too_large(bytes: usize, limit: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::PayloadTooLarge,
-        format!("the image is over {bytes} bytes, over the {limit}-byte limit"),
+        format!("the image is over the {limit}-byte limit (at least {bytes} bytes)"),
     )
 }
 
@@ -184,7 +184,7 @@ async fn read_uploads_into(
 }
 
 /// Reads one field, refusing it as soon as it passes `limit` bytes.
-async fn read_limited(mut field: Field<'_>, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_limited(mut field: Field<'_>, limit: usize) -> Result<Bytes, ApiError> {
     let mut buf = Vec::new();
     while let Some(chunk) = field.chunk().await.map_err(field_error)? {
         if buf.len() + chunk.len() > limit {
