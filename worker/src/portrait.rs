@@ -20,7 +20,9 @@ use crate::pipeline::crop::{self, CropError, CropParams};
 use crate::pipeline::decode::{self, DecodeError, DecodeParams};
 use crate::pipeline::encode::{self, EncodeError, JpegParams};
 use crate::pipeline::enhance::{self, EnhanceError, EnhanceParams};
-use crate::pipeline::face::{Detection, EngineError, FaceDetector, FaceLandmarks, Rect};
+use crate::pipeline::face::{
+    Detection, EngineError, FaceDetector, FaceLandmarks, Landmarker, Rect,
+};
 
 /// A stage boundary, with the share of the work done when it starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,8 +129,11 @@ impl RenderError {
 /// pixel, and a face too small to find at this size is too small for a portrait anyway.
 const DETECT_MAX_SIDE: u32 = 1600;
 /// Rolls tried, in order, when nothing is found upright: frontal detectors (dlib HOG is
-/// trained on faces within about ±15° of roll) miss more tilted faces.
-const RETRY_ROLLS_DEG: [f32; 4] = [-25.0, 25.0, -45.0, 45.0];
+/// trained on faces within about ±15° of roll) miss more tilted faces, and a photo whose
+/// EXIF orientation was stripped (or never written) arrives a quarter or half turn off.
+const RETRY_ROLLS_DEG: [f32; 7] = [-25.0, 25.0, -45.0, 45.0, 90.0, -90.0, 180.0];
+/// Roll, in degrees, from which the landmarks are found again on a level copy of the face.
+const LEVEL_REFINE_DEG: f32 = 3.0;
 /// Oval feather as a share of the shorter output side: wide enough to look soft on a
 /// 648-px portrait (26 px), narrow enough to keep the shoulders.
 const OVAL_FEATHER: f32 = 0.04;
@@ -191,7 +196,14 @@ pub fn render(
     })?;
 
     enter(Stage::Align, &mut timings)?;
-    let aligned = align::align(&photo, &face.landmarks, &AlignParams::default());
+    // The face passed the plausibility checks in the frame it was found in (a turned copy
+    // included), so its landmarks are trusted at any roll: a face at 50° or on its side must
+    // come out level, not left as it is.
+    let align_params = AlignParams {
+        max_rotation_deg: 180.0,
+        ..AlignParams::default()
+    };
+    let aligned = align::align(&photo, &face.landmarks, &align_params);
     let lm = aligned.transform.apply_landmarks(&face.landmarks);
     let eye_mid = midpoint(lm.eye_left, lm.eye_right);
     let face_rect = face.rect_at(aligned.transform.apply(face.center));
@@ -397,6 +409,18 @@ fn find_face(
         (n, FacePolicy::Error) => return Err(RenderError::MultipleFaces(n)),
     };
 
+    // dlib's shape predictor expects an upright face, and in a turned copy the face can still
+    // be up to 45° off: its landmarks then put the eyes some degrees wrong. Once more, level.
+    let mut chosen = chosen;
+    if let Some(lm) = engines.landmarker() {
+        let roll = align::eye_angle(chosen.landmarks.eye_left, chosen.landmarks.eye_right);
+        if roll.abs() >= LEVEL_REFINE_DEG {
+            if let Some(levelled) = landmarks_levelled(&small, &chosen, roll, lm)? {
+                chosen.landmarks = levelled;
+            }
+        }
+    }
+
     // Back to full resolution; landmarks refined there when the detection ran on a copy.
     let inv = 1.0 / scale;
     let up = |p: [f32; 2]| [p[0] * inv, p[1] * inv];
@@ -431,6 +455,32 @@ fn find_face(
         }
     }
     Ok((count as u32, face))
+}
+
+/// Landmarks of `face` found again on a window of `img` turned by `-roll` about the face, so
+/// the face is level there, and mapped back to `img`; `None` when they are not plausible.
+fn landmarks_levelled(
+    img: &RgbImage,
+    face: &Face,
+    roll: f32,
+    landmarker: &dyn Landmarker,
+) -> Result<Option<FaceLandmarks>, RenderError> {
+    // A window of a few face sizes is all the shape predictor looks at.
+    let side = (face.width.max(face.height) * 3.0).ceil().max(16.0) as u32;
+    let half = f64::from(side) / 2.0;
+    let [cx, cy] = face.center.map(f64::from);
+    let forward = Affine::rotation_about([cx, cy], f64::from(-roll))
+        .then(&Affine::translation(half - cx, half - cy));
+    let Some(back) = forward.inverse() else {
+        return Ok(None);
+    };
+    let window = sample(img, side, side, &back);
+    let rect = face.rect_at([half as f32, half as f32]);
+    let found = landmarker.landmarks(&window, &rect)?;
+    if confirm::plausible(&rect, &found, &ConfirmParams::default()).is_err() {
+        return Ok(None);
+    }
+    Ok(Some(back.apply_landmarks(&found)))
 }
 
 /// Landmarks for a detection and the plausibility check; `None` when it is not a face.
@@ -489,22 +539,61 @@ fn dist(a: [f32; 2], b: [f32; 2]) -> f32 {
     ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt()
 }
 
-/// `img` turned by `deg` about its centre on a canvas of the same size, and the transform
-/// from the turned image's pixels back to `img`'s.
+/// `img` turned by `deg` about its centre, and the transform from the turned image's pixels
+/// back to `img`'s. Quarter and half turns are exact and keep the whole photo (the canvas
+/// swaps sides); other angles resample onto a canvas of the same size.
 fn rotate_about_center(img: &RgbImage, deg: f32) -> (RgbImage, Affine) {
     let (w, h) = img.dimensions();
-    let center = [f64::from(w) / 2.0, f64::from(h) / 2.0];
+    let (wf, hf) = (f64::from(w), f64::from(h));
+    // In continuous pixel coordinates; `back` maps a turned point to the original.
+    let quarter = |m: [[f64; 3]; 2]| Affine { m };
+    match deg {
+        // Clockwise on screen: (x, y) → (h − y, x).
+        90.0 => {
+            return (
+                imageops::rotate90(img),
+                quarter([[0.0, 1.0, 0.0], [-1.0, 0.0, hf]]),
+            )
+        }
+        // (x, y) → (y, w − x).
+        -90.0 => {
+            return (
+                imageops::rotate270(img),
+                quarter([[0.0, -1.0, wf], [1.0, 0.0, 0.0]]),
+            )
+        }
+        180.0 | -180.0 => {
+            return (
+                imageops::rotate180(img),
+                quarter([[-1.0, 0.0, wf], [0.0, -1.0, hf]]),
+            )
+        }
+        _ => {}
+    }
+    let center = [wf / 2.0, hf / 2.0];
     let forward = Affine::rotation_about(center, f64::from(deg));
     let back = forward.inverse().unwrap_or_default();
-    let out = RgbImage::from_fn(w, h, |x, y| {
+    (sample(img, w, h, &back), back)
+}
+
+/// A `w`×`h` image whose pixel centres `back` maps into `img`, sampled bilinearly; mid grey
+/// where they fall outside it.
+fn sample(img: &RgbImage, w: u32, h: u32, back: &Affine) -> RgbImage {
+    let (iw, ih) = img.dimensions();
+    RgbImage::from_fn(w, h, |x, y| {
         let [sx, sy] = back.apply([x as f32 + 0.5, y as f32 + 0.5]);
         let (sx, sy) = (sx - 0.5, sy - 0.5);
-        if sx < 0.0 || sy < 0.0 || sx > (w - 1) as f32 || sy > (h - 1) as f32 {
+        if iw == 0
+            || ih == 0
+            || sx < 0.0
+            || sy < 0.0
+            || sx > (iw - 1) as f32
+            || sy > (ih - 1) as f32
+        {
             return image::Rgb([128, 128, 128]);
         }
         bilinear(img, sx, sy)
-    });
-    (out, back)
+    })
 }
 
 fn bilinear(img: &RgbImage, x: f32, y: f32) -> image::Rgb<u8> {

@@ -173,6 +173,41 @@ fn tilted_faces_come_out_level() {
 }
 
 #[test]
+fn faces_past_the_retry_rolls_and_on_their_side_come_out_level_and_upright() {
+    // A photo whose EXIF orientation was lost arrives a quarter or half turn off; a face can
+    // also be rolled past 45°. Each must come out level and upright, never left as it is.
+    let src = astronaut();
+    let turned = [
+        ("50°", rotate(&src, 50.0)),
+        ("-55°", rotate(&src, -55.0)),
+        ("90° clockwise", imageops::rotate90(&src)),
+        ("90° anticlockwise", imageops::rotate270(&src)),
+        ("upside down", imageops::rotate180(&src)),
+    ];
+    for (name, img) in turned {
+        let mut p = params();
+        p.oval_mask = false;
+        let portrait = run(&png(&img), &p).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let lm = measure(&output(&portrait, Format::Png));
+        assert!(
+            roll_deg(&lm).abs() <= 2.0,
+            "{name}: output roll {}",
+            roll_deg(&lm)
+        );
+        let eye_y = (lm.eye_left[1] + lm.eye_right[1]) / 2.0;
+        assert!(
+            lm.nose[1] > eye_y + 20.0,
+            "{name}: nose not below the eyes: {lm:?}"
+        );
+        let mid_x = (lm.eye_left[0] + lm.eye_right[0]) / 2.0;
+        assert!(
+            (mid_x - 324.0).abs() <= 0.05 * 648.0,
+            "{name}: eye midpoint x {mid_x}"
+        );
+    }
+}
+
+#[test]
 fn small_and_large_faces_align_equally_well() {
     let src = astronaut();
     // Face ≈ 95 px wide at 512²: 0.55× gives ~52 px, 3× gives ~285 px.
