@@ -132,8 +132,9 @@ const DETECT_MAX_SIDE: u32 = 1600;
 /// trained on faces within about ±15° of roll) miss more tilted faces, and a photo whose
 /// EXIF orientation was stripped (or never written) arrives a quarter or half turn off.
 const RETRY_ROLLS_DEG: [f32; 7] = [-25.0, 25.0, -45.0, 45.0, 90.0, -90.0, 180.0];
-/// Roll, in degrees, from which the landmarks are found again on a level copy of the face.
-const LEVEL_REFINE_DEG: f32 = 3.0;
+/// Roll, in degrees, from which the landmarks are found again on a level copy of the face:
+/// below it (the range HOG itself is trained on) the shape predictor is as good as level.
+const LEVEL_REFINE_DEG: f32 = 15.0;
 /// Oval feather as a share of the shorter output side: wide enough to look soft on a
 /// 648-px portrait (26 px), narrow enough to keep the shoulders.
 const OVAL_FEATHER: f32 = 0.04;
