@@ -209,7 +209,14 @@ fn serve(page: &Page, asset: &Asset, cache: &'static str, req: &HeaderMap) -> Re
     if let Ok(etag) = HeaderValue::from_str(&asset.etag) {
         h.insert(header::ETAG, etag);
     }
-    h.insert(header::CONTENT_SECURITY_POLICY, page.csp.clone());
+    browser_hardening(h, page.csp.clone());
+    resp
+}
+
+/// The headers every page and asset the API serves to browsers carries: its content security
+/// policy, no sniffing, no referrer, no framing, its own browsing context.
+pub(crate) fn browser_hardening(h: &mut HeaderMap, csp: HeaderValue) {
+    h.insert(header::CONTENT_SECURITY_POLICY, csp);
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -223,7 +230,6 @@ fn serve(page: &Page, asset: &Asset, cache: &'static str, req: &HeaderMap) -> Re
         HeaderName::from_static("cross-origin-opener-policy"),
         HeaderValue::from_static("same-origin"),
     );
-    resp
 }
 
 /// `If-None-Match` holds `*` or a list of (possibly weak) tags.

@@ -25,7 +25,9 @@ use crate::auth::Caller;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::openapi::ErrorBody;
-use crate::submit::{body_error, check_bucket, invalid, read_limited, sanitize_filename};
+use crate::submit::{
+    body_error, check_bucket, invalid, read_limited, sanitize_filename, upload_ref,
+};
 use crate::AppState;
 
 type Shared = Arc<AppState>;
@@ -253,13 +255,7 @@ async fn create_job(
                 "the uploaded file is empty",
             ));
         }
-        let input = ObjectRef {
-            bucket: state.store.bucket().to_owned(),
-            key: format!(
-                "uploads/{tenant}/{id}/{}",
-                sanitize_filename(filename.as_deref())
-            ),
-        };
+        let input = upload_ref(&state, &tenant, &id, filename.as_deref());
         // Validate everything before writing to S3, so a bad request leaves nothing behind.
         params
             .validate()

@@ -73,6 +73,19 @@ pub(crate) fn sanitize_filename(name: Option<&str>) -> String {
     }
 }
 
+/// Where an uploaded file of `tenant` waits for the job `id` it runs as.
+pub(crate) fn upload_ref(
+    state: &AppState,
+    tenant: &str,
+    id: &JobId,
+    filename: Option<&str>,
+) -> ObjectRef {
+    ObjectRef {
+        bucket: state.store.bucket().to_owned(),
+        key: format!("uploads/{tenant}/{id}/{}", sanitize_filename(filename)),
+    }
+}
+
 pub(crate) fn check_bucket(state: &AppState, bucket: &str) -> Result<(), ApiError> {
     validate_bucket(bucket).map_err(invalid)?;
     if !state.allowed_buckets.iter().any(|b| b == bucket) {
@@ -159,13 +172,7 @@ async fn read_uploads_into(
                 ));
             }
             let job_id = JobId::new();
-            let input = ObjectRef {
-                bucket: state.store.bucket().to_owned(),
-                key: format!(
-                    "uploads/{tenant}/{job_id}/{}",
-                    sanitize_filename(filename.as_deref())
-                ),
-            };
+            let input = upload_ref(state, tenant, &job_id, filename.as_deref());
             state
                 .store
                 .put(&input, data, "application/octet-stream")
