@@ -21,7 +21,9 @@ WORKDIR /src
 
 FROM chef AS planner
 COPY Cargo.toml Cargo.lock ./
+COPY contract contract
 COPY shared shared
+COPY pipeline pipeline
 COPY api api
 COPY worker worker
 COPY cli cli
@@ -31,7 +33,9 @@ FROM chef AS binary-builder
 COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked -p facecraft-api --recipe-path recipe.json
 COPY Cargo.toml Cargo.lock ./
+COPY contract contract
 COPY shared shared
+COPY pipeline pipeline
 COPY api api
 # The whole workspace must be there for cargo to load it; only the api is compiled.
 COPY worker worker

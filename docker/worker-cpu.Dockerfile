@@ -31,7 +31,9 @@ WORKDIR /src
 
 FROM chef AS planner
 COPY Cargo.toml Cargo.lock ./
+COPY contract contract
 COPY shared shared
+COPY pipeline pipeline
 COPY api api
 COPY worker worker
 COPY cli cli
@@ -41,7 +43,9 @@ FROM chef AS binary-builder
 COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked -p facecraft-worker --recipe-path recipe.json
 COPY Cargo.toml Cargo.lock ./
+COPY contract contract
 COPY shared shared
+COPY pipeline pipeline
 COPY api api
 COPY worker worker
 COPY cli cli

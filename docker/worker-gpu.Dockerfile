@@ -37,7 +37,9 @@ WORKDIR /src
 
 FROM chef AS planner
 COPY Cargo.toml Cargo.lock ./
+COPY contract contract
 COPY shared shared
+COPY pipeline pipeline
 COPY api api
 COPY worker worker
 COPY cli cli
@@ -50,7 +52,9 @@ COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked -p facecraft-worker ${CARGO_FEATURES:+--features "$CARGO_FEATURES"} \
         --recipe-path recipe.json
 COPY Cargo.toml Cargo.lock ./
+COPY contract contract
 COPY shared shared
+COPY pipeline pipeline
 COPY api api
 COPY worker worker
 COPY cli cli

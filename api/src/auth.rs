@@ -1,19 +1,24 @@
-//! API keys, tenants and per-key rate limits.
+//! API keys, tenants and per-key rate limits, and the extractors that authenticate a request
+//! before its handler runs: [`Caller`] for `/v1`, [`CompatCaller`] and [`ProcessCaller`] for the
+//! Python-compatible routes (refused in their error shapes).
 //!
 //! Keys are kept only as SHA-256 digests and compared in constant time, so neither memory
 //! dumps nor response timing give them away. Authentication is off only when the operator
 //! says so (`FACECRAFT_AUTH_DISABLED=true`); then every request is tenant `default`.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
-use facecraft_shared::ErrorCode;
+use facecraft_contract::ErrorCode;
 use sha2::{Digest, Sha256};
 
 use crate::config::ApiKey;
-use crate::error::ApiError;
+use crate::error::{ApiError, CompatError};
+use crate::AppState;
 
 /// Who is calling.
 #[derive(Debug, Clone)]
@@ -92,6 +97,52 @@ impl Auth {
                 "unknown API key",
             )
         })
+    }
+}
+
+/// The caller of a `/v1` route: authenticated, and charged one request of its rate limit, before
+/// the handler runs. Refused with 401, or 429 with `Retry-After`.
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        state.auth.caller(&parts.headers)
+    }
+}
+
+/// [`Caller`] of a Python-compatible route, refused in that API's error shape
+/// (`{"detail": code, "message": ...}`).
+pub(crate) struct CompatCaller(pub Caller);
+
+impl FromRequestParts<Arc<AppState>> for CompatCaller {
+    type Rejection = CompatError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(state.auth.caller(&parts.headers)?))
+    }
+}
+
+/// [`Caller`] of `POST /api/v1/process`, refused in its result shape (`success: false`).
+pub(crate) struct ProcessCaller(pub Caller);
+
+impl FromRequestParts<Arc<AppState>> for ProcessCaller {
+    type Rejection = CompatError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = state
+            .auth
+            .caller(&parts.headers)
+            .map_err(|e| CompatError::from(e).process())?;
+        Ok(Self(caller))
     }
 }
 

@@ -12,15 +12,18 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use facecraft_shared::job::{
+use facecraft_contract::job::{
     default_output_prefix, now_ms, rfc3339_ms, validate_key, validate_prefix, Format, JobId,
     JobParams, JobState, ObjectRef, OutputSpec,
 };
-use facecraft_shared::ErrorCode;
+use facecraft_contract::ErrorCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::responses::{AuthErrors, BatchUnavailable};
+use crate::schema::{BatchCreated, BatchRequestDoc, BatchUpload, ErrorBody};
 use crate::submit::{self, invalid, invalid_params, StoredUpload, RESULT_MAX_BYTES};
 use crate::AppState;
 
@@ -204,39 +207,30 @@ struct Created {
     request_body(
         description = "JSON S3 references, or a multipart upload of several files.",
         content(
-            (crate::openapi::BatchRequestDoc = "application/json", example = json!({"inputs": [{"key": "inbox/a.jpg"}, {"key": "inbox/b.jpg"}], "params": {"width": 600, "height": 600}})),
-            (crate::openapi::BatchUpload = "multipart/form-data"),
+            (BatchRequestDoc = "application/json", example = json!({"inputs": [{"key": "inbox/a.jpg"}, {"key": "inbox/b.jpg"}], "params": {"width": 600, "height": 600}})),
+            (BatchUpload = "multipart/form-data"),
         ),
     ),
     responses(
-        (status = 202, description = "Queued; the batch id and one job per input.", body = crate::openapi::BatchCreated,
+        (status = 202, description = "Queued; the batch id and one job per input.", body = BatchCreated,
             headers(("Location" = String, description = "`/v1/batches/{id}`"))),
-        (status = 400, description = "No inputs, more than `FACECRAFT_MAX_BATCH_SIZE`, or a bad parameter.", body = crate::openapi::ErrorBody,
+        (status = 400, description = "No inputs, more than `FACECRAFT_MAX_BATCH_SIZE`, or a bad parameter.", body = ErrorBody,
             example = json!({"error": "a batch holds 1-50 inputs", "code": "invalid_params"})),
-        (status = 415, description = "Neither JSON nor multipart.", body = crate::openapi::ErrorBody,
+        (status = 415, description = "Neither JSON nor multipart.", body = ErrorBody,
             example = json!({"error": "send multipart/form-data with `image` fields, or application/json with `inputs`", "code": "unsupported_media_type"})),
-        (status = 401, description = "Missing or unknown API key.", body = crate::openapi::ErrorBody,
-            example = json!({"error": "send an API key as `Authorization: Bearer <key>` or `X-API-Key`", "code": "unauthorized"})),
-        (status = 404, description = "An input object does not exist.", body = crate::openapi::ErrorBody,
+        (status = 404, description = "An input object does not exist.", body = ErrorBody,
             example = json!({"error": "input object facecraft/inbox/a.jpg does not exist", "code": "input_not_found"})),
-        (status = 413, description = "Body over `FACECRAFT_MAX_BATCH_BYTES`.", body = crate::openapi::ErrorBody,
+        (status = 413, description = "Body over `FACECRAFT_MAX_BATCH_BYTES`.", body = ErrorBody,
             example = json!({"error": "request body is over the size limit", "code": "payload_too_large"})),
-        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = crate::openapi::ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait")),
-            example = json!({"error": "rate limit of this API key exceeded; retry later", "code": "rate_limited"})),
-        (status = 500, description = "A bug; details only in the server logs.", body = crate::openapi::ErrorBody,
-            example = json!({"error": "internal error", "code": "internal"})),
-        (status = 503, description = "Backlog full (`queue_full`) or Redis/S3 unreachable; see `Retry-After`.", body = crate::openapi::ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait")),
-            example = json!({"error": "a backing service is unavailable; retry later", "code": "queue_unavailable"})),
+        AuthErrors, BatchUnavailable,
     ),
 )]
 async fn create_batch(
     State(state): State<Shared>,
     headers: HeaderMap,
+    Caller { tenant, .. }: Caller,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let tenant = state.auth.caller(&headers)?.tenant;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -315,11 +309,10 @@ async fn create_batch(
 /// The batch record, if the caller may see it (its tenant, or an admin).
 async fn load(
     state: &AppState,
-    headers: &HeaderMap,
+    caller: Caller,
     id: &str,
     touch: bool,
 ) -> Result<(Batch, Option<String>), ApiError> {
-    let caller = state.auth.caller(headers)?;
     let id = JobId::parse(id).ok_or_else(|| ApiError::not_found("batch"))?;
     let json = state
         .queue
@@ -348,9 +341,9 @@ struct JobEntry {
     /// A job state, or `expired` once its record is gone.
     state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    progress: Option<facecraft_shared::job::Progress>,
+    progress: Option<facecraft_contract::job::Progress>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<facecraft_shared::JobError>,
+    error: Option<facecraft_contract::JobError>,
     /// Result paths by format, once succeeded.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     results: BTreeMap<&'static str, String>,
@@ -368,26 +361,17 @@ struct JobEntry {
     params(("id" = String, Path, description = "Batch id", example = "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b")),
     responses(
         (status = 200, description = "The batch.", body = Object, example = json!({"id": "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b", "total": 2, "counts": {"succeeded": 1, "running": 1}, "jobs": [{"id": "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5c", "state": "succeeded"}]})),
-        (status = 401, description = "Missing or unknown API key.", body = crate::openapi::ErrorBody,
-            example = json!({"error": "send an API key as `Authorization: Bearer <key>` or `X-API-Key`", "code": "unauthorized"})),
-        (status = 404, description = "No such batch, or another tenant's.", body = crate::openapi::ErrorBody,
+        (status = 404, description = "No such batch, or another tenant's.", body = ErrorBody,
             example = json!({"error": "batch not found", "code": "not_found"})),
-        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = crate::openapi::ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait")),
-            example = json!({"error": "rate limit of this API key exceeded; retry later", "code": "rate_limited"})),
-        (status = 500, description = "A bug; details only in the server logs.", body = crate::openapi::ErrorBody,
-            example = json!({"error": "internal error", "code": "internal"})),
-        (status = 503, description = "Backlog full (`queue_full`) or Redis/S3 unreachable; see `Retry-After`.", body = crate::openapi::ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait")),
-            example = json!({"error": "a backing service is unavailable; retry later", "code": "queue_unavailable"})),
+        AuthErrors, BatchUnavailable,
     ),
 )]
 async fn get_batch(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let (batch, tenant) = load(&state, &headers, &id, false).await?;
+    let (batch, tenant) = load(&state, caller, &id, false).await?;
     let ids: Vec<JobId> = batch.jobs.iter().map(|j| j.id).collect();
     let statuses = state.queue.statuses(&ids, tenant.as_deref()).await?;
     let mut counts: BTreeMap<&'static str, usize> = [
@@ -472,29 +456,20 @@ struct ZipQuery {
     ),
     responses(
         (status = 200, description = "A zip of the succeeded jobs' results.", content_type = "application/zip", body = Vec<u8>),
-        (status = 400, description = "A bad `formats` value.", body = crate::openapi::ErrorBody,
+        (status = 400, description = "A bad `formats` value.", body = ErrorBody,
             example = json!({"error": "formats must be png, jpg or png,jpg", "code": "invalid_params"})),
-        (status = 422, description = "The zip would be over `FACECRAFT_MAX_BATCH_BYTES`.", body = crate::openapi::ErrorBody,
+        (status = 422, description = "The zip would be over `FACECRAFT_MAX_BATCH_BYTES`.", body = ErrorBody,
             example = json!({"error": "the archive would be over the limit", "code": "archive_too_large"})),
-        (status = 401, description = "Missing or unknown API key.", body = crate::openapi::ErrorBody,
-            example = json!({"error": "send an API key as `Authorization: Bearer <key>` or `X-API-Key`", "code": "unauthorized"})),
-        (status = 404, description = "No such batch, or another tenant's.", body = crate::openapi::ErrorBody,
+        (status = 404, description = "No such batch, or another tenant's.", body = ErrorBody,
             example = json!({"error": "batch not found", "code": "not_found"})),
-        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = crate::openapi::ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait")),
-            example = json!({"error": "rate limit of this API key exceeded; retry later", "code": "rate_limited"})),
-        (status = 500, description = "A bug; details only in the server logs.", body = crate::openapi::ErrorBody,
-            example = json!({"error": "internal error", "code": "internal"})),
-        (status = 503, description = "Backlog full (`queue_full`) or Redis/S3 unreachable; see `Retry-After`.", body = crate::openapi::ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait")),
-            example = json!({"error": "a backing service is unavailable; retry later", "code": "queue_unavailable"})),
+        AuthErrors, BatchUnavailable,
     ),
 )]
 async fn get_zip(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<ZipQuery>,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
     let wanted: Vec<Format> = match q.formats.as_deref() {
         None | Some("") => vec![Format::Png, Format::Jpg],
@@ -506,7 +481,7 @@ async fn get_zip(
             })
             .collect::<Result<_, _>>()?,
     };
-    let (batch, tenant) = load(&state, &headers, &id, false).await?;
+    let (batch, tenant) = load(&state, caller, &id, false).await?;
     let ids: Vec<JobId> = batch.jobs.iter().map(|j| j.id).collect();
     let statuses = state.queue.statuses(&ids, tenant.as_deref()).await?;
     let mut entries = Vec::new();

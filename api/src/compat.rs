@@ -8,21 +8,27 @@ use std::time::Instant;
 
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use facecraft_shared::job::{Format, JobId, JobParams, JobState, JobStatus, ObjectRef, Rgb};
+use facecraft_contract::job::{Format, JobId, JobParams, JobState, JobStatus, ObjectRef, Rgb};
+use facecraft_contract::ErrorCode;
 use facecraft_shared::queue::{CancelOutcome, ForgetOutcome};
-use facecraft_shared::ErrorCode;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use crate::auth::{Caller, CompatCaller, ProcessCaller};
 use crate::batches;
-use crate::error::ApiError;
+use crate::error::{ApiError, CompatError};
+use crate::responses::{CompatAuthErrors, CompatBacklogUnavailable};
+use crate::schema::{
+    BatchUpload, CompatBatchResult, CompatErrorBody, CompatReady, ProcessResult, ProcessUpload,
+    QuickUpload,
+};
 use crate::submit::{self, invalid_params, RESULT_MAX_BYTES};
-use crate::AppState;
+use crate::{AppState, Probe};
 
 type Shared = Arc<AppState>;
 
@@ -39,93 +45,6 @@ pub(crate) fn router(max_batch_bytes: usize) -> Router<Shared> {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/status", get(status))
-}
-
-/// An error in the old service's shape: FastAPI's `{"detail": ...}`, here with our stable code
-/// as the detail, plus a message and, when a job exists, its id.
-pub(crate) struct CompatError {
-    error: ApiError,
-    job_id: Option<JobId>,
-    /// `/api/v1/process` answers its own result shape with `success: false`.
-    process_shape: bool,
-}
-
-impl From<ApiError> for CompatError {
-    fn from(error: ApiError) -> Self {
-        Self {
-            error,
-            job_id: None,
-            process_shape: false,
-        }
-    }
-}
-
-impl From<facecraft_shared::queue::QueueError> for CompatError {
-    fn from(e: facecraft_shared::queue::QueueError) -> Self {
-        ApiError::from(e).into()
-    }
-}
-
-impl From<facecraft_shared::store::StoreError> for CompatError {
-    fn from(e: facecraft_shared::store::StoreError) -> Self {
-        ApiError::from(e).into()
-    }
-}
-
-impl CompatError {
-    fn with_job(mut self, id: JobId) -> Self {
-        self.job_id = Some(id);
-        self
-    }
-
-    fn process(mut self) -> Self {
-        self.process_shape = true;
-        self
-    }
-}
-
-impl IntoResponse for CompatError {
-    fn into_response(self) -> Response {
-        let e = self.error;
-        if e.status.is_server_error() {
-            tracing::error!(code = %e.code, message = %e.message, "compat request failed");
-        }
-        let message = if e.status == StatusCode::INTERNAL_SERVER_ERROR {
-            "internal error".to_owned()
-        } else {
-            e.message
-        };
-        let body = if self.process_shape {
-            json!({
-                "success": false,
-                "job_id": self.job_id,
-                "processing_time_ms": Value::Null,
-                "png_url": Value::Null,
-                "jpg_url": Value::Null,
-                "error": e.code.as_str(),
-                "error_message": message,
-                "detail": e.code.as_str(),
-            })
-        } else {
-            let mut b = json!({"detail": e.code.as_str(), "message": message});
-            if let Some(id) = self.job_id {
-                b["job_id"] = json!(id);
-            }
-            b
-        };
-        let mut resp = (e.status, Json(body)).into_response();
-        if let Some(secs) = e.retry_after {
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-        }
-        if let Some(id) = self.job_id {
-            if let Ok(v) = HeaderValue::from_str(&format!("/v1/jobs/{id}")) {
-                resp.headers_mut().insert(header::LOCATION, v);
-            }
-        }
-        resp
-    }
 }
 
 /// The old service's form fields, mapped onto [`JobParams`]. `return_base64` is ours to act on;
@@ -286,7 +205,7 @@ fn not_multipart(e: MultipartRejection) -> ApiError {
 /// Stores the one upload of a request, enqueues its job and waits for it to end.
 async fn run_one(
     state: &AppState,
-    headers: &HeaderMap,
+    tenant: &str,
     multipart: Result<Multipart, MultipartRejection>,
     allowed: &[&str],
     base: JobParams,
@@ -294,9 +213,8 @@ async fn run_one(
     // Measured from the request's arrival, so the answer comes before the request timeout
     // however long the upload took.
     let deadline = Instant::now() + state.compat_wait;
-    let tenant = state.auth.caller(headers)?.tenant;
     let multipart = multipart.map_err(not_multipart)?;
-    let form = submit::read_uploads(state, &tenant, multipart, &["file", "image"], 1).await?;
+    let form = submit::read_uploads(state, tenant, multipart, &["file", "image"], 1).await?;
     let parsed = match process_form(&form.fields, allowed, base) {
         Ok(p) => p,
         Err(e) => {
@@ -309,7 +227,7 @@ async fn run_one(
     };
     let job = submit::new_job(
         state,
-        &tenant,
+        tenant,
         upload.job_id,
         upload.input.clone(),
         parsed.params.clone(),
@@ -320,7 +238,7 @@ async fn run_one(
         return Err(ApiError::from(e).into());
     }
     tracing::info!(job_id = %job.id, tenant = %tenant, "compat job enqueued");
-    let waited = submit::wait_for_end(state, &[job.id], &tenant, deadline).await?;
+    let waited = submit::wait_for_end(state, &[job.id], tenant, deadline).await?;
     let status = waited.statuses.into_iter().next().flatten();
     match status {
         None => Err(CompatError::from(ApiError::not_found("job")).with_job(job.id)),
@@ -357,28 +275,28 @@ struct ProcessResponse {
     tag = "compat",
     operation_id = "compat_process",
     security(("bearer" = []), ("api_key" = [])),
-    request_body(content = crate::openapi::ProcessUpload, content_type = "multipart/form-data"),
+    request_body(content = ProcessUpload, content_type = "multipart/form-data"),
     responses(
-        (status = 200, description = "The portrait is ready.", body = crate::openapi::ProcessResult,
+        (status = 200, description = "The portrait is ready.", body = ProcessResult,
             example = json!({"success": true, "job_id": "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b", "processing_time_ms": 1830, "png_url": "http://s3.localhost:8333/facecraft/results/0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b/portrait.png?X-Amz-Signature=...", "jpg_url": "http://s3.localhost:8333/facecraft/results/0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b/portrait.jpg?X-Amz-Signature=...", "error": null, "error_message": null})),
-        (status = 400, description = "Bad form field or value, missing file, or the job failed on its input (`no_face_detected`, `unsupported_format`, ...).", body = crate::openapi::ProcessResult, example = json!({"success": false, "job_id": null, "processing_time_ms": null, "png_url": null, "jpg_url": null, "error": "invalid_params", "error_message": "face_margin must be 0-1, got 9", "detail": "invalid_params"})),
-        (status = 401, description = "Missing or unknown API key.", body = crate::openapi::ProcessResult, example = json!({"success": false, "job_id": null, "processing_time_ms": null, "png_url": null, "jpg_url": null, "error": "unauthorized", "error_message": "send an API key", "detail": "unauthorized"})),
-        (status = 413, description = "Upload over `FACECRAFT_MAX_UPLOAD_BYTES`.", body = crate::openapi::ProcessResult, example = json!({"success": false, "job_id": null, "processing_time_ms": null, "png_url": null, "jpg_url": null, "error": "payload_too_large", "error_message": "request body is over the size limit", "detail": "payload_too_large"})),
-        (status = 415, description = "Not multipart/form-data.", body = crate::openapi::ProcessResult, example = json!({"success": false, "job_id": null, "processing_time_ms": null, "png_url": null, "jpg_url": null, "error": "unsupported_media_type", "error_message": "send multipart/form-data with the image in a field named `file`", "detail": "unsupported_media_type"})),
-        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = crate::openapi::ProcessResult, example = json!({"success": false, "job_id": null, "processing_time_ms": null, "png_url": null, "jpg_url": null, "error": "rate_limited", "error_message": "rate limit of this API key exceeded; retry later", "detail": "rate_limited"})),
-        (status = 500, description = "A bug; details only in the server logs.", body = crate::openapi::ProcessResult, example = json!({"success": false, "job_id": null, "processing_time_ms": null, "png_url": null, "jpg_url": null, "error": "internal", "error_message": "internal error", "detail": "internal"})),
-        (status = 503, description = "Backlog full or Redis/S3 unreachable; see `Retry-After`.", body = crate::openapi::ProcessResult, example = json!({"success": false, "job_id": null, "processing_time_ms": null, "png_url": null, "jpg_url": null, "error": "queue_full", "error_message": "the queue is full; retry later", "detail": "queue_full"})),
-        (status = 504, description = "The job did not end within `FACECRAFT_COMPAT_WAIT_SECS`; it keeps running: poll `Location`.", body = crate::openapi::ProcessResult, example = json!({"success": false, "job_id": null, "processing_time_ms": null, "png_url": null, "jpg_url": null, "error": "timeout", "error_message": "the job did not end in time", "detail": "timeout"})),
+        (status = 400, description = "Bad form field or value, missing file, or the job failed on its input (`no_face_detected`, `unsupported_format`, ...).", body = ProcessResult, example = json!({"success": false, "job_id": null, "processing_time_ms": null, "png_url": null, "jpg_url": null, "error": "invalid_params", "error_message": "face_margin must be 0-1, got 9", "detail": "invalid_params"})),
+        (status = 401, description = "Missing or unknown API key.", body = ProcessResult, example = json!({"success": false, "job_id": null, "processing_time_ms": null, "png_url": null, "jpg_url": null, "error": "unauthorized", "error_message": "send an API key", "detail": "unauthorized"})),
+        (status = 413, description = "Upload over `FACECRAFT_MAX_UPLOAD_BYTES`.", body = ProcessResult, example = json!({"success": false, "job_id": null, "processing_time_ms": null, "png_url": null, "jpg_url": null, "error": "payload_too_large", "error_message": "request body is over the size limit", "detail": "payload_too_large"})),
+        (status = 415, description = "Not multipart/form-data.", body = ProcessResult, example = json!({"success": false, "job_id": null, "processing_time_ms": null, "png_url": null, "jpg_url": null, "error": "unsupported_media_type", "error_message": "send multipart/form-data with the image in a field named `file`", "detail": "unsupported_media_type"})),
+        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = ProcessResult, example = json!({"success": false, "job_id": null, "processing_time_ms": null, "png_url": null, "jpg_url": null, "error": "rate_limited", "error_message": "rate limit of this API key exceeded; retry later", "detail": "rate_limited"})),
+        (status = 500, description = "A bug; details only in the server logs.", body = ProcessResult, example = json!({"success": false, "job_id": null, "processing_time_ms": null, "png_url": null, "jpg_url": null, "error": "internal", "error_message": "internal error", "detail": "internal"})),
+        (status = 503, description = "Backlog full or Redis/S3 unreachable; see `Retry-After`.", body = ProcessResult, example = json!({"success": false, "job_id": null, "processing_time_ms": null, "png_url": null, "jpg_url": null, "error": "queue_full", "error_message": "the queue is full; retry later", "detail": "queue_full"})),
+        (status = 504, description = "The job did not end within `FACECRAFT_COMPAT_WAIT_SECS`; it keeps running: poll `Location`.", body = ProcessResult, example = json!({"success": false, "job_id": null, "processing_time_ms": null, "png_url": null, "jpg_url": null, "error": "timeout", "error_message": "the job did not end in time", "detail": "timeout"})),
     ),
 )]
 async fn process(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    ProcessCaller(caller): ProcessCaller,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Json<ProcessResponse>, CompatError> {
     let (status, form) = run_one(
         &state,
-        &headers,
+        &caller.tenant,
         multipart,
         PROCESS_FIELDS,
         JobParams::default(),
@@ -431,31 +349,28 @@ async fn process(
     tag = "compat",
     operation_id = "compat_quick",
     security(("bearer" = []), ("api_key" = [])),
-    request_body(content = crate::openapi::QuickUpload, content_type = "multipart/form-data"),
+    request_body(content = QuickUpload, content_type = "multipart/form-data"),
     responses(
         (status = 200, description = "The PNG portrait.", content_type = "image/png", body = Vec<u8>,
             headers(("X-Job-Id" = String, description = "The job's id"))),
-        (status = 400, description = "Bad field, missing file, or the job failed on its input.", body = crate::openapi::CompatErrorBody,
+        (status = 400, description = "Bad field, missing file, or the job failed on its input.", body = CompatErrorBody,
             example = json!({"detail": "no_face_detected", "message": "no face found in the photo", "job_id": "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b"})),
-        (status = 401, description = "Missing or unknown API key.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "unauthorized", "message": "send an API key as `Authorization: Bearer <key>` or `X-API-Key`"})),
-        (status = 413, description = "Upload over `FACECRAFT_MAX_UPLOAD_BYTES`.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "payload_too_large", "message": "request body is over the size limit"})),
-        (status = 415, description = "Not multipart/form-data.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "unsupported_media_type", "message": "send multipart/form-data with the image in a field named `file`"})),
-        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = crate::openapi::CompatErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait")), example = json!({"detail": "rate_limited", "message": "rate limit of this API key exceeded; retry later"})),
-        (status = 500, description = "A bug; details only in the server logs.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "internal", "message": "internal error"})),
-        (status = 503, description = "Backlog full (`queue_full`) or Redis/S3 unreachable; see `Retry-After`.", body = crate::openapi::CompatErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait")), example = json!({"detail": "queue_full", "message": "the queue is full (100000 jobs waiting); retry later"})),
-        (status = 504, description = "Not ended within `FACECRAFT_COMPAT_WAIT_SECS`; poll `Location`.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "timeout", "message": "the job did not end in time", "job_id": "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b"})),
+        (status = 413, description = "Upload over `FACECRAFT_MAX_UPLOAD_BYTES`.", body = CompatErrorBody, example = json!({"detail": "payload_too_large", "message": "request body is over the size limit"})),
+        (status = 415, description = "Not multipart/form-data.", body = CompatErrorBody, example = json!({"detail": "unsupported_media_type", "message": "send multipart/form-data with the image in a field named `file`"})),
+        (status = 504, description = "Not ended within `FACECRAFT_COMPAT_WAIT_SECS`; poll `Location`.", body = CompatErrorBody, example = json!({"detail": "timeout", "message": "the job did not end in time", "job_id": "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b"})),
+        CompatAuthErrors, CompatBacklogUnavailable,
     ),
 )]
 async fn quick(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    CompatCaller(caller): CompatCaller,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, CompatError> {
     let base = JobParams {
         formats: vec![Format::Png],
         ..JobParams::default()
     };
-    let (status, _) = run_one(&state, &headers, multipart, &["size"], base).await?;
+    let (status, _) = run_one(&state, &caller.tenant, multipart, &["size"], base).await?;
     let obj = result_object(&status, Format::Png)
         .ok_or_else(|| ApiError::not_found("PNG result"))
         .map_err(|e| CompatError::from(e).with_job(status.id))?;
@@ -492,28 +407,24 @@ struct BatchItem {
     tag = "compat",
     operation_id = "compat_batch",
     security(("bearer" = []), ("api_key" = [])),
-    request_body(content = crate::openapi::BatchUpload, content_type = "multipart/form-data"),
+    request_body(content = BatchUpload, content_type = "multipart/form-data"),
     responses(
-        (status = 200, description = "Every job ended; one item per file (a failed file is `success: false`).", body = crate::openapi::CompatBatchResult,
+        (status = 200, description = "Every job ended; one item per file (a failed file is `success: false`).", body = CompatBatchResult,
             example = json!({"success": true, "batch_id": "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b", "total": 1, "successful": 1, "failed": 0, "pending": 0, "results": [{"filename": "a.jpg", "success": true, "job_id": "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5c", "state": "succeeded", "png_url": "http://s3.localhost:8333/facecraft/results/0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5c/portrait.png?X-Amz-Signature=...", "jpg_url": null, "error": null, "error_message": null}]})),
-        (status = 400, description = "Bad field, no files, or more than `FACECRAFT_MAX_BATCH_SIZE`.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "invalid_params", "message": "a batch holds 1-50 files"})),
-        (status = 401, description = "Missing or unknown API key.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "unauthorized", "message": "send an API key as `Authorization: Bearer <key>` or `X-API-Key`"})),
-        (status = 413, description = "Body over `FACECRAFT_MAX_BATCH_BYTES`.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "payload_too_large", "message": "request body is over the size limit"})),
-        (status = 415, description = "Not multipart/form-data.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "unsupported_media_type", "message": "send multipart/form-data with the image in a field named `file`"})),
-        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = crate::openapi::CompatErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait")), example = json!({"detail": "rate_limited", "message": "rate limit of this API key exceeded; retry later"})),
-        (status = 500, description = "A bug; details only in the server logs.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "internal", "message": "internal error"})),
-        (status = 503, description = "Backlog full (`queue_full`) or Redis/S3 unreachable; see `Retry-After`.", body = crate::openapi::CompatErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait")), example = json!({"detail": "queue_full", "message": "the queue is full (100000 jobs waiting); retry later"})),
-        (status = 504, description = "Not every job ended in time: the items so far; poll `Location` (`/v1/batches/{id}`).", body = crate::openapi::CompatBatchResult,
+        (status = 400, description = "Bad field, no files, or more than `FACECRAFT_MAX_BATCH_SIZE`.", body = CompatErrorBody, example = json!({"detail": "invalid_params", "message": "a batch holds 1-50 files"})),
+        (status = 413, description = "Body over `FACECRAFT_MAX_BATCH_BYTES`.", body = CompatErrorBody, example = json!({"detail": "payload_too_large", "message": "request body is over the size limit"})),
+        (status = 415, description = "Not multipart/form-data.", body = CompatErrorBody, example = json!({"detail": "unsupported_media_type", "message": "send multipart/form-data with the image in a field named `file`"})),
+        (status = 504, description = "Not every job ended in time: the items so far; poll `Location` (`/v1/batches/{id}`).", body = CompatBatchResult,
             example = json!({"success": false, "batch_id": "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b", "total": 2, "successful": 1, "failed": 0, "pending": 1, "results": [{"filename": "a.jpg", "success": true, "job_id": "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5c", "state": "succeeded", "png_url": "http://s3.localhost:8333/facecraft/results/0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5c/portrait.png?X-Amz-Signature=...", "jpg_url": null, "error": null, "error_message": null}]})),
+        CompatAuthErrors, CompatBacklogUnavailable,
     ),
 )]
 async fn batch(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    CompatCaller(Caller { tenant, .. }): CompatCaller,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, CompatError> {
     let deadline = Instant::now() + state.compat_wait;
-    let tenant = state.auth.caller(&headers)?.tenant;
     let multipart = multipart.map_err(not_multipart)?;
     let form = submit::read_uploads(
         &state,
@@ -611,20 +522,17 @@ async fn batch(
     ),
     responses(
         (status = 200, description = "The image.", content_type = "image/png", body = Vec<u8>),
-        (status = 401, description = "Missing or unknown API key.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "unauthorized", "message": "send an API key as `Authorization: Bearer <key>` or `X-API-Key`"})),
-        (status = 404, description = "No such job (or another tenant's) or format.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "not_found", "message": "job not found"})),
-        (status = 409, description = "The job has not succeeded.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "conflict", "message": "job is running, not succeeded"})),
-        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = crate::openapi::CompatErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait")), example = json!({"detail": "rate_limited", "message": "rate limit of this API key exceeded; retry later"})),
-        (status = 500, description = "A bug; details only in the server logs.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "internal", "message": "internal error"})),
-        (status = 503, description = "Redis or S3 unreachable; see `Retry-After`.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "storage_unavailable", "message": "a backing service is unavailable; retry later"})),
+        (status = 404, description = "No such job (or another tenant's) or format.", body = CompatErrorBody, example = json!({"detail": "not_found", "message": "job not found"})),
+        (status = 409, description = "The job has not succeeded.", body = CompatErrorBody, example = json!({"detail": "conflict", "message": "job is running, not succeeded"})),
+        (status = 503, description = "Redis or S3 unreachable; see `Retry-After`.", body = CompatErrorBody, example = json!({"detail": "storage_unavailable", "message": "a backing service is unavailable; retry later"})),
+        CompatAuthErrors,
     ),
 )]
 async fn download(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Path((job_id, format)): Path<(String, String)>,
+    CompatCaller(caller): CompatCaller,
 ) -> Result<Response, CompatError> {
-    let caller = state.auth.caller(&headers)?;
     let format = Format::from_extension(&format)
         .ok_or_else(|| ApiError::not_found("result format (png or jpg)"))?;
     let id = JobId::parse(&job_id).ok_or_else(|| ApiError::not_found("job"))?;
@@ -666,20 +574,17 @@ async fn download(
     responses(
         (status = 200, description = "Cancelled (queued) or deleted (ended: results, upload and record).", body = Object, example = json!({"success": true, "job_id": "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b", "status": "deleted"})),
         (status = 202, description = "Running: it stops at its next stage.", body = Object),
-        (status = 401, description = "Missing or unknown API key.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "unauthorized", "message": "send an API key as `Authorization: Bearer <key>` or `X-API-Key`"})),
-        (status = 404, description = "No such job, or another tenant's.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "not_found", "message": "job not found"})),
-        (status = 409, description = "The job cannot be deleted in its state.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "conflict", "message": "job is running"})),
-        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = crate::openapi::CompatErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait")), example = json!({"detail": "rate_limited", "message": "rate limit of this API key exceeded; retry later"})),
-        (status = 500, description = "A bug; details only in the server logs.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "internal", "message": "internal error"})),
-        (status = 503, description = "Redis or S3 unreachable; see `Retry-After`.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "queue_unavailable", "message": "a backing service is unavailable; retry later"})),
+        (status = 404, description = "No such job, or another tenant's.", body = CompatErrorBody, example = json!({"detail": "not_found", "message": "job not found"})),
+        (status = 409, description = "The job cannot be deleted in its state.", body = CompatErrorBody, example = json!({"detail": "conflict", "message": "job is running"})),
+        (status = 503, description = "Redis or S3 unreachable; see `Retry-After`.", body = CompatErrorBody, example = json!({"detail": "queue_unavailable", "message": "a backing service is unavailable; retry later"})),
+        CompatAuthErrors,
     ),
 )]
 async fn delete_job(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Path(job_id): Path<String>,
+    CompatCaller(Caller { tenant, .. }): CompatCaller,
 ) -> Result<Response, CompatError> {
-    let tenant = state.auth.caller(&headers)?.tenant;
     let id = JobId::parse(&job_id).ok_or_else(|| ApiError::not_found("job"))?;
     let status = state
         .queue
@@ -751,25 +656,19 @@ async fn health() -> Json<Value> {
     tag = "compat",
     operation_id = "compat_ready",
     responses(
-        (status = 200, description = "Redis and S3 answer.", body = crate::openapi::CompatReady, example = json!({"ready": true, "status": "ready", "redis": "ok", "s3": "ok"})),
-        (status = 503, description = "Redis or S3 does not answer (a readiness report, not an error body).", body = crate::openapi::CompatReady, example = json!({"ready": false, "status": "not_ready", "redis": "ok", "s3": "unavailable"})),
+        (status = 200, description = "Redis and S3 answer.", body = CompatReady, example = json!({"ready": true, "status": "ready", "redis": "ok", "s3": "ok"})),
+        (status = 503, description = "Redis or S3 does not answer (a readiness report, not an error body).", body = CompatReady, example = json!({"ready": false, "status": "not_ready", "redis": "ok", "s3": "unavailable"})),
     ),
 )]
 async fn ready(State(state): State<Shared>) -> Response {
-    let (redis, s3) = tokio::join!(state.queue.ping(), state.store.check());
-    let ok = redis.is_ok() && s3.is_ok();
+    let r = state.readiness().await;
     let body = json!({
-        "ready": ok,
-        "status": if ok { "ready" } else { "not_ready" },
-        "redis": if redis.is_ok() { "ok" } else { "unavailable" },
-        "s3": if s3.is_ok() { "ok" } else { "unavailable" },
+        "ready": r.ok(),
+        "status": if r.ok() { "ready" } else { "not_ready" },
+        "redis": Probe::word(r.redis),
+        "s3": Probe::word(r.s3),
     });
-    let code = if ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, Json(body)).into_response()
+    (r.status(), Json(body)).into_response()
 }
 
 /// Version, uptime, the workers the group has seen and the real mean processing time.
@@ -782,17 +681,11 @@ async fn ready(State(state): State<Shared>) -> Response {
     responses(
         (status = 200, description = "Version, uptime, workers seen (`XINFO CONSUMERS`), queue figures and the mean processing time of succeeded jobs.", body = Object,
             example = json!({"status": "ok", "version": "0.1.0", "uptime_seconds": 3600, "workers": {"seen": 2, "active": 2, "consumers": [{"name": "worker-a", "pending": 1, "idle_ms": 120}]}, "queue": {"stream_len": 3, "pending": 1, "delayed": 0, "dead": 0}, "jobs": {"succeeded": 120, "failed": 4, "average_processing_time_ms": 1830}})),
-        (status = 401, description = "Missing or unknown API key.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "unauthorized", "message": "send an API key as `Authorization: Bearer <key>` or `X-API-Key`"})),
-        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = crate::openapi::CompatErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait")), example = json!({"detail": "rate_limited", "message": "rate limit of this API key exceeded; retry later"})),
-        (status = 500, description = "A bug; details only in the server logs.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "internal", "message": "internal error"})),
-        (status = 503, description = "Redis unreachable; see `Retry-After`.", body = crate::openapi::CompatErrorBody, example = json!({"detail": "queue_unavailable", "message": "a backing service is unavailable; retry later"})),
+        (status = 503, description = "Redis unreachable; see `Retry-After`.", body = CompatErrorBody, example = json!({"detail": "queue_unavailable", "message": "a backing service is unavailable; retry later"})),
+        CompatAuthErrors,
     ),
 )]
-async fn status(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, CompatError> {
-    state.auth.caller(&headers)?;
+async fn status(State(state): State<Shared>, _: CompatCaller) -> Result<Json<Value>, CompatError> {
     let (workers, finished, queue) = tokio::join!(
         state.queue.workers(),
         state.queue.finished_stats(),

@@ -146,7 +146,7 @@ impl Settings {
             );
         }
         for b in &self.allowed_buckets {
-            facecraft_shared::job::validate_bucket(b)
+            facecraft_contract::job::validate_bucket(b)
                 .map_err(|e| format!("FACECRAFT_ALLOWED_BUCKETS: {e}"))?;
         }
         let keys = self.keys()?;

@@ -23,12 +23,12 @@ struct Docs {
     spec_json: String,
 }
 
-/// The docs routes; merged into the API router, they need none of its state.
-pub(crate) fn router<S>() -> Router<S>
+/// The docs routes, serving `spec`; merged into the API router, they need none of its state.
+pub(crate) fn router<S>(spec: &utoipa::openapi::OpenApi) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    let spec_json = crate::openapi::spec()
+    let spec_json = spec
         .to_pretty_json()
         .expect("the OpenAPI document serialises");
     Router::new()

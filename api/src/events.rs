@@ -11,17 +11,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use facecraft_shared::job::{JobId, JobStatus, ObjectRef};
+use facecraft_contract::job::{JobId, JobStatus, ObjectRef};
+use facecraft_contract::ErrorCode;
 use facecraft_shared::queue::JobEvents;
-use facecraft_shared::ErrorCode;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use crate::auth::Caller;
 use crate::config::Settings;
 use crate::error::ApiError;
+use crate::responses::AuthErrors;
+use crate::schema::ErrorBody;
 use crate::AppState;
 
 /// Consecutive failed status reads after which a stream ends (the client reconnects, and gets
@@ -78,26 +81,19 @@ impl Streams {
     responses(
         (status = 200, description = "The event stream.", content_type = "text/event-stream", body = String,
             example = "event: status\ndata: {\"id\":\"0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b\",\"state\":\"running\",\"progress\":{\"stage\":\"segment\",\"percent\":50}}\n\n"),
-        (status = 401, description = "Missing or unknown API key.", body = crate::openapi::ErrorBody,
-            example = json!({"error": "send an API key as `Authorization: Bearer <key>` or `X-API-Key`", "code": "unauthorized"})),
-        (status = 404, description = "No such job, or another tenant's.", body = crate::openapi::ErrorBody,
+        (status = 404, description = "No such job, or another tenant's.", body = ErrorBody,
             example = json!({"error": "job not found", "code": "not_found"})),
-        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = crate::openapi::ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait")),
-            example = json!({"error": "rate limit of this API key exceeded; retry later", "code": "rate_limited"})),
-        (status = 500, description = "A bug; details only in the server logs.", body = crate::openapi::ErrorBody,
-            example = json!({"error": "internal error", "code": "internal"})),
-        (status = 503, description = "Redis unreachable, or `FACECRAFT_SSE_MAX_STREAMS` streams open (`too_many_streams`); see `Retry-After`.", body = crate::openapi::ErrorBody,
+        (status = 503, description = "Redis unreachable, or `FACECRAFT_SSE_MAX_STREAMS` streams open (`too_many_streams`); see `Retry-After`.", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait")),
             example = json!({"error": "too many event streams are open; poll GET /v1/jobs/{id}", "code": "too_many_streams"})),
+        AuthErrors,
     ),
 )]
 pub(crate) async fn job_events(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    let caller = state.auth.caller(&headers)?;
     let id = JobId::parse(&id).ok_or_else(|| ApiError::not_found("job"))?;
     // The same rule as `GET /v1/jobs/{id}`: an admin reads any job, everyone else their own.
     let tenant = (!caller.admin).then_some(caller.tenant);

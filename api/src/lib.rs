@@ -12,7 +12,9 @@ mod linger;
 mod metrics;
 mod openapi;
 mod page;
+mod responses;
 mod routes;
+mod schema;
 mod submit;
 
 use std::net::SocketAddr;
@@ -42,6 +44,53 @@ pub(crate) struct AppState {
     pub max_batch_bytes: usize,
     /// For `/status`'s uptime.
     pub started: std::time::Instant,
+}
+
+/// What `/readyz` and the compat `/ready` report: whether Redis and S3 answer now.
+pub(crate) struct Probe {
+    pub redis: bool,
+    pub s3: bool,
+}
+
+impl Probe {
+    pub fn ok(&self) -> bool {
+        self.redis && self.s3
+    }
+
+    /// `"ok"` or `"unavailable"`, as both readiness bodies spell it.
+    pub fn word(up: bool) -> &'static str {
+        if up {
+            "ok"
+        } else {
+            "unavailable"
+        }
+    }
+
+    /// 200 when both answer, else 503.
+    pub fn status(&self) -> axum::http::StatusCode {
+        if self.ok() {
+            axum::http::StatusCode::OK
+        } else {
+            axum::http::StatusCode::SERVICE_UNAVAILABLE
+        }
+    }
+}
+
+impl AppState {
+    /// Pings Redis and S3 at once; failures are logged here, once.
+    pub async fn readiness(&self) -> Probe {
+        let (redis, s3) = tokio::join!(self.queue.ping(), self.store.check());
+        if let Err(e) = &redis {
+            tracing::warn!(error = %e, "readiness: redis");
+        }
+        if let Err(e) = &s3 {
+            tracing::warn!(error = %e, "readiness: s3");
+        }
+        Probe {
+            redis: redis.is_ok(),
+            s3: s3.is_ok(),
+        }
+    }
 }
 
 /// A bound, not yet serving, API server. Tests build it on port 0 and read `port()`.
@@ -88,7 +137,7 @@ impl Application {
             max_batch_bytes: settings.max_batch_bytes,
             started: std::time::Instant::now(),
         });
-        let router = routes::router(state, &settings);
+        let router = routes::router(state, &settings, &openapi::spec());
         let listener = TcpListener::bind(&settings.addr)
             .await
             .with_context(|| format!("binding {}", settings.addr))?;

@@ -21,11 +21,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use facecraft_shared::ErrorCode;
+use facecraft_contract::ErrorCode;
 use http_body::{Frame, SizeHint};
 
-use crate::compat::CompatError;
-use crate::error::ApiError;
+use crate::error::{ApiError, CompatError};
 
 /// What the layer refuses at once, and how much of an unread body it may read and throw away,
 /// for how long.

@@ -1,93 +1,26 @@
 //! The OpenAPI 3.1 document of the API, derived from the handlers' `#[utoipa::path]`
-//! annotations and the job contract's schemas. Served at `/openapi.json`; `/docs` renders it.
-//! A route the router serves but this document lacks fails the tests below.
+//! annotations, the schemas of [`crate::schema`] and the job contract's. Served at
+//! `/openapi.json` (the crate root hands it to the router); `/docs` renders it. A route the
+//! router serves but this document lacks fails the tests below.
+//!
+//! This module depends on the handler modules (it lists their operations); none of them
+//! depends on it.
 
-use facecraft_shared::job::{
+use facecraft_contract::job::{
     Detector, FaceBox, FaceInfo, FacePolicy, Format, JobParams, JobResult, JobState, JobStatus,
     ObjectRef, OutputObject, OutputSpec, Progress, Rgb, SegmentationModel,
 };
-use facecraft_shared::{ErrorCode, JobError};
-use serde::Serialize;
+use facecraft_contract::{ErrorCode, JobError};
 use utoipa::openapi::schema::Schema;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, RefOr};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
-/// Every error answer: `{"error": message, "code": code}` with a 4xx/5xx status.
-#[derive(Serialize, ToSchema)]
-#[schema(as = Error, example = json!({"error": "job not found", "code": "not_found"}))]
-pub(crate) struct ErrorBody {
-    /// A human-readable message; a 500 says only `internal error`.
-    error: String,
-    code: ErrorCode,
-}
-
-/// `multipart/form-data` body of `POST /v1/jobs`: the photo, plus parameters either as one
-/// `params` JSON object or as single fields (`width=600`, `background=#ffffff`, ...); single
-/// fields win over `params`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct JobUpload {
-    /// The photo (JPEG, PNG, WebP, GIF, BMP or TIFF). The field may also be named `file`.
-    #[schema(value_type = String, format = Binary)]
-    image: Vec<u8>,
-    /// Portrait parameters as a JSON object, e.g. `{"width": 600, "height": 800}`.
-    #[schema(example = r#"{"width": 600, "height": 800}"#)]
-    params: Option<String>,
-    /// Same as the `Idempotency-Key` header.
-    idempotency_key: Option<String>,
-    /// Any field of `JobParams` may also be sent as a form field of its own.
-    #[schema(example = 600)]
-    width: Option<u32>,
-    #[schema(example = 800)]
-    height: Option<u32>,
-    #[schema(example = "#ffffff")]
-    background: Option<String>,
-}
-
-/// Response of `GET /v1/dead`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct DeadList {
-    jobs: Vec<DeadJob>,
-}
-
-/// A job in the dead stream.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct DeadJob {
-    #[schema(format = "uuid")]
-    id: String,
-    tenant: String,
-    /// The last error before the job was given up, when one was recorded.
-    error: Option<JobError>,
-    /// When it was declared dead, RFC 3339.
-    at: String,
-}
-
-/// Response of `GET /healthz`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct Health {
-    /// Always `ok`.
-    #[schema(example = "ok")]
-    status: String,
-}
-
-/// Response of `GET /readyz`: overall state and each backing service.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct Readiness {
-    /// `ready` or `unavailable`.
-    #[schema(example = "ready")]
-    status: String,
-    /// `ok` or `unavailable`.
-    #[schema(example = "ok")]
-    redis: String,
-    /// `ok` or `unavailable`.
-    #[schema(example = "ok")]
-    s3: String,
-}
+use crate::schema::{
+    BatchCreated, BatchCreatedJob, BatchRequestDoc, BatchUpload, CompatBatchItem,
+    CompatBatchResult, CompatErrorBody, CompatReady, DeadJob, DeadList, ErrorBody, Health,
+    JobUpload, ProcessResult, ProcessUpload, QuickUpload, Readiness,
+};
 
 /// HTTP status (or what happens to the job) and meaning of every error code; the `match` has
 /// no wildcard, so a new `ErrorCode` does not compile until it is documented here (and in
@@ -166,163 +99,6 @@ pub(crate) const fn error_code_doc(code: ErrorCode) -> (&'static str, &'static s
     }
 }
 
-/// Error body of the Python-compatible routes: FastAPI's `detail`, here our stable code.
-#[derive(ToSchema)]
-#[schema(as = CompatError)]
-#[allow(dead_code)]
-pub(crate) struct CompatErrorBody {
-    detail: ErrorCode,
-    #[schema(example = "no face found in the photo")]
-    message: String,
-    /// The job's id, when one was created.
-    #[schema(format = "uuid")]
-    job_id: Option<String>,
-}
-
-/// Answer of `POST /api/v1/process`, success or failure (then `success: false`, `error`).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct ProcessResult {
-    success: bool,
-    #[schema(format = "uuid")]
-    job_id: Option<String>,
-    processing_time_ms: Option<u64>,
-    png_url: Option<String>,
-    jpg_url: Option<String>,
-    /// With `return_base64=true`.
-    png_base64: Option<String>,
-    jpg_base64: Option<String>,
-    error: Option<ErrorCode>,
-    error_message: Option<String>,
-    /// On failures, the code again (FastAPI's field).
-    detail: Option<ErrorCode>,
-}
-
-/// Form of `POST /api/v1/process` (the Python service's field names and defaults).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct ProcessUpload {
-    /// The photo (`image` is accepted too).
-    #[schema(value_type = String, format = Binary)]
-    file: Vec<u8>,
-    #[schema(example = 648)]
-    width: Option<u32>,
-    #[schema(example = 648)]
-    height: Option<u32>,
-    #[schema(example = 240)]
-    background_r: Option<u8>,
-    #[schema(example = 240)]
-    background_g: Option<u8>,
-    #[schema(example = 240)]
-    background_b: Option<u8>,
-    #[schema(example = 0.3)]
-    face_margin: Option<f32>,
-    #[schema(example = true)]
-    use_oval_mask: Option<bool>,
-    #[schema(example = true)]
-    enhance_face: Option<bool>,
-    #[schema(example = 0.7)]
-    enhance_fidelity: Option<f32>,
-    #[schema(example = false)]
-    return_base64: Option<bool>,
-}
-
-/// Form of `POST /api/v1/process/quick`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct QuickUpload {
-    #[schema(value_type = String, format = Binary)]
-    file: Vec<u8>,
-    /// Side of the square PNG.
-    #[schema(example = 648)]
-    size: Option<u32>,
-}
-
-/// Multipart form of a batch: repeated `files` (or `file`, `image`) and shared parameters as
-/// fields.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct BatchUpload {
-    #[schema(value_type = Vec<String>, format = Binary)]
-    files: Vec<Vec<u8>>,
-    #[schema(example = 648)]
-    width: Option<u32>,
-    #[schema(example = 648)]
-    height: Option<u32>,
-}
-
-/// Answer of `POST /api/v1/process/batch`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct CompatBatchResult {
-    success: bool,
-    #[schema(format = "uuid")]
-    batch_id: String,
-    total: usize,
-    successful: usize,
-    failed: usize,
-    pending: usize,
-    results: Vec<CompatBatchItem>,
-}
-
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct CompatBatchItem {
-    filename: Option<String>,
-    success: bool,
-    #[schema(format = "uuid")]
-    job_id: String,
-    state: JobState,
-    png_url: Option<String>,
-    jpg_url: Option<String>,
-    error: Option<ErrorCode>,
-    error_message: Option<String>,
-}
-
-/// Answer of `GET /ready`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct CompatReady {
-    ready: bool,
-    #[schema(example = "ready")]
-    status: String,
-    #[schema(example = "ok")]
-    redis: String,
-    #[schema(example = "ok")]
-    s3: String,
-}
-
-/// JSON body of `POST /v1/batches`.
-#[derive(ToSchema)]
-#[schema(as = BatchRequest)]
-#[allow(dead_code)]
-pub(crate) struct BatchRequestDoc {
-    inputs: Vec<ObjectRef>,
-    params: Option<JobParams>,
-    output: Option<OutputSpec>,
-}
-
-/// Answer of `POST /v1/batches`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct BatchCreated {
-    #[schema(format = "uuid")]
-    id: String,
-    total: usize,
-    jobs: Vec<BatchCreatedJob>,
-    #[schema(example = "/v1/batches/0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b")]
-    status_url: String,
-}
-
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct BatchCreatedJob {
-    #[schema(format = "uuid")]
-    id: String,
-    filename: Option<String>,
-    input: ObjectRef,
-}
-
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -336,15 +112,15 @@ else's job id answers 404.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(
-        crate::routes::create_job,
-        crate::routes::get_job,
-        crate::routes::cancel_job,
-        crate::routes::get_result,
-        crate::routes::retry_job,
-        crate::routes::list_dead,
-        crate::routes::create_upload,
-        crate::routes::healthz,
-        crate::routes::readyz,
+        crate::routes::jobs::create_job,
+        crate::routes::jobs::get_job,
+        crate::routes::jobs::cancel_job,
+        crate::routes::jobs::get_result,
+        crate::routes::jobs::retry_job,
+        crate::routes::jobs::list_dead,
+        crate::routes::uploads::create_upload,
+        crate::routes::health::healthz,
+        crate::routes::health::readyz,
         crate::events::job_events,
         crate::metrics::metrics,
         crate::compat::process,

@@ -8,11 +8,11 @@ use axum::body::Bytes;
 use axum::extract::multipart::{Field, MultipartError};
 use axum::extract::Multipart;
 use axum::http::StatusCode;
-use facecraft_shared::job::{
+use facecraft_contract::job::{
     default_output_prefix, now_ms, validate_bucket, Job, JobId, JobParams, JobStatus, ObjectRef,
     OutputSpec,
 };
-use facecraft_shared::ErrorCode;
+use facecraft_contract::ErrorCode;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
@@ -100,6 +100,31 @@ pub(crate) fn check_bucket(state: &AppState, bucket: &str) -> Result<(), ApiErro
 
 pub(crate) fn validate_params(params: &JobParams) -> Result<(), ApiError> {
     params.validate().map_err(invalid_params)
+}
+
+/// Parses a JSON body in two steps so clients can tell broken JSON (`invalid_request`) from a
+/// well-formed request with wrong fields or values (`invalid_params`).
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| invalid(format!("malformed JSON: {e}")))?;
+    // serde's derived structs also accept a JSON array of their fields in order; a request
+    // like `"params": [600, 800]` must not silently mean width 600, height 800.
+    let Value::Object(fields) = &value else {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidParams,
+            "the body must be a JSON object",
+        ));
+    };
+    for name in ["input", "params", "output"] {
+        if fields.get(name).is_some_and(|v| !v.is_object()) {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidParams,
+                format!("`{name}` must be a JSON object"),
+            ));
+        }
+    }
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidParams, e.to_string()))
 }
 
 /// A file of a multipart request, already stored in S3 under the job id it will run as.

@@ -5,6 +5,8 @@
 //! that the router serves nothing undocumented.)
 #![allow(clippy::unwrap_used)]
 
+// The stack harness the worker's end-to-end suites use; this suite starts no worker.
+#[path = "../../worker/tests/support/mod.rs"]
 mod support;
 
 use std::collections::BTreeSet;
@@ -170,7 +172,7 @@ async fn the_document_lists_exactly_the_routes_and_each_answers_as_documented() 
         );
         if status >= 400 && !matches!(*path, "/readyz" | "/ready") {
             assert!(
-                facecraft_shared::ErrorCode::from_code(error_code(path, &body)).is_some(),
+                facecraft_contract::ErrorCode::from_code(error_code(path, &body)).is_some(),
                 "{method} {path}: {status} without an error body: {body}"
             );
         }

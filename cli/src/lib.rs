@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
-use facecraft_shared::cli::{image_files, ParamArgs};
+use facecraft_contract::cli::{image_files, ParamArgs};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, LOCATION, RETRY_AFTER};
 use reqwest::StatusCode;
@@ -244,8 +244,12 @@ impl Client {
             .and_then(|n| n.to_str())
             .unwrap_or("image")
             .to_owned();
-        let mut delay = Duration::from_millis(500);
         for attempt in 1..=SUBMIT_ATTEMPTS {
+            let delay = facecraft_contract::retry::backoff(
+                Duration::from_millis(500),
+                Duration::from_secs(10),
+                attempt,
+            );
             let form = reqwest::multipart::Form::new()
                 .part(
                     "image",
@@ -282,7 +286,6 @@ impl Client {
                 }
                 Err(e) => return Err(self.unreachable(e)),
             }
-            delay = (delay * 2).min(Duration::from_secs(10));
         }
         unreachable!("the last attempt returns")
     }

@@ -1,7 +1,7 @@
 //! Stable error codes shared by HTTP responses, failed-job records and logs.
 //!
 //! Clients match on these strings; never rename one. Add new ones at the end of the
-//! table in README.md.
+//! table in docs/errors.md.
 
 use serde::{Deserialize, Serialize};
 
@@ -90,6 +90,13 @@ impl ErrorCode {
             self,
             Self::StorageUnavailable | Self::QueueUnavailable | Self::Timeout
         )
+    }
+}
+
+/// Lets tests and logs compare a code with its stable name directly.
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }
 

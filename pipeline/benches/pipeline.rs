@@ -8,10 +8,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use facecraft_shared::job::{JobParams, SegmentationModel};
-use facecraft_worker::engines::{segmentation_file, EngineSettings, Engines};
-use facecraft_worker::pipeline::decode::DecodeParams;
-use facecraft_worker::portrait::render;
+use facecraft_contract::job::{JobParams, SegmentationModel};
+use facecraft_pipeline::decode::DecodeParams;
+use facecraft_pipeline::engines::{segmentation_file, EngineSettings, Engines};
+use facecraft_pipeline::portrait::render;
 use image::DynamicImage;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -25,8 +25,7 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(7)
         .max(1);
-    let photo =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/astronaut.png");
+    let photo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/astronaut.png");
     let bytes = std::fs::read(&photo).unwrap_or_else(|e| panic!("{}: {e}", photo.display()));
     let rgb = image::load_from_memory(&bytes)
         .expect("astronaut.png decodes")
@@ -97,9 +96,9 @@ fn main() {
     let gray = DynamicImage::ImageRgb8(rgb.clone()).to_rgb8();
     println!();
     for d in [
-        facecraft_shared::job::Detector::Hog,
-        facecraft_shared::job::Detector::Retinaface,
-        facecraft_shared::job::Detector::Cnn,
+        facecraft_contract::job::Detector::Hog,
+        facecraft_contract::job::Detector::Retinaface,
+        facecraft_contract::job::Detector::Cnn,
     ] {
         let Ok(det) = engines.detector(d) else {
             continue;
@@ -129,19 +128,16 @@ fn main() {
     let (mut walk, mut decode) = (Vec::new(), Vec::new());
     for i in 0..=iterations {
         let t = Instant::now();
-        let verdict = facecraft_worker::pipeline::jpeg_scan::check(&jpeg).expect("complete");
+        let verdict = facecraft_pipeline::jpeg_scan::check(&jpeg).expect("complete");
         let w = t.elapsed().as_secs_f64() * 1e3;
         let t = Instant::now();
-        let _ = facecraft_worker::pipeline::decode::decode(&jpeg, &limits).expect("decodes");
+        let _ = facecraft_pipeline::decode::decode(&jpeg, &limits).expect("decodes");
         let d = t.elapsed().as_secs_f64() * 1e3;
         if i > 0 {
             walk.push(w);
             decode.push(d);
         }
-        assert_eq!(
-            verdict,
-            facecraft_worker::pipeline::jpeg_scan::Verdict::Complete
-        );
+        assert_eq!(verdict, facecraft_pipeline::jpeg_scan::Verdict::Complete);
     }
     let (walk, decode) = (median(walk), median(decode));
     println!(

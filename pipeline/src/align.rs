@@ -254,29 +254,35 @@ pub fn align(img: &RgbaImage, lm: &FaceLandmarks, params: &AlignParams) -> Align
     // The canvas is (|w cos| + |h sin|) × (|w sin| + |h cos|), at most (w + h)² / 2 at 45°:
     // 2× the photo's pixels for a square, 2.25× for 2:1, but 7× for a 12:1 strip, which the
     // decode limits (40 MP, 12 000 px a side) still admit.
-    let mut image = RgbaImage::new(out_w as u32, out_h as u32);
+    Aligned {
+        image: warp(img, out_w as u32, out_h as u32, &inverse),
+        rotation_deg: rotation as f32,
+        roll_deg: roll,
+        transform,
+    }
+}
+
+/// A `width × height` image whose pixel centres `back` maps into `img`, sampled bilinearly on
+/// premultiplied alpha; pixels that fall outside `img` are transparent. The one resampler of
+/// the pipeline: alignment and the rotated copies that detection retries on both use it.
+pub fn warp(img: &RgbaImage, width: u32, height: u32, back: &Affine) -> RgbaImage {
+    let mut image = RgbaImage::new(width, height);
     let source = Source {
         pixels: img.as_raw(),
         width: img.width() as usize,
         height: img.height() as usize,
     };
     let row_len = image.width() as usize * 4;
-    let [[step_x, _, _], [step_y, _, _]] = inverse.m;
+    let [[step_x, _, _], [step_y, _, _]] = back.m;
     for (y, row) in image.chunks_exact_mut(row_len.max(1)).enumerate() {
         // Walk the row in source space: each output pixel is one (step_x, step_y) further.
-        let [x0, y0] = inverse.apply_f64([0.5, y as f64 + 0.5]);
+        let [x0, y0] = back.apply_f64([0.5, y as f64 + 0.5]);
         for (x, out) in row.chunks_exact_mut(4).enumerate() {
             let (sx, sy) = (x0 + x as f64 * step_x, y0 + x as f64 * step_y);
             out.copy_from_slice(&source.sample_bilinear(sx - 0.5, sy - 0.5));
         }
     }
-
-    Aligned {
-        image,
-        rotation_deg: rotation as f32,
-        roll_deg: roll,
-        transform,
-    }
+    image
 }
 
 /// The photo being rotated, as raw RGBA8 rows.

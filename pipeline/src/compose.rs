@@ -9,6 +9,7 @@
 //! All blending happens on premultiplied alpha, so transparent pixels (whose colour is
 //! arbitrary, usually black) never bleed into their neighbours as dark fringes when resized.
 
+use facecraft_contract::ErrorCode;
 use image::imageops::{self, FilterType};
 use image::{GrayImage, Rgb, RgbImage, Rgba, RgbaImage};
 
@@ -105,11 +106,11 @@ pub enum ComposeError {
 
 impl ComposeError {
     /// Stable snake_case code for HTTP bodies and failed-job records (names from
-    /// `facecraft_shared::error::ErrorCode`).
-    pub fn code(&self) -> &'static str {
+    /// `facecraft_contract::error::ErrorCode`).
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::InvalidSize { .. } => "invalid_params",
-            Self::MaskSizeMismatch { .. } => "internal",
+            Self::InvalidSize { .. } => ErrorCode::InvalidParams,
+            Self::MaskSizeMismatch { .. } => ErrorCode::Internal,
         }
     }
 }
@@ -320,13 +321,7 @@ mod tests {
     }
 
     fn testdata(name: &str) -> Option<Vec<u8>> {
-        let manifest = env!("CARGO_MANIFEST_DIR");
-        [
-            format!("{manifest}/../../shared/testdata/{name}"),
-            format!("{manifest}/../shared/testdata/{name}"),
-        ]
-        .iter()
-        .find_map(|p| std::fs::read(p).ok())
+        Some(crate::testdata::bytes(name))
     }
 
     #[test]

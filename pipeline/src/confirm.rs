@@ -6,6 +6,7 @@
 
 use super::align::eye_angle;
 use super::face::{Detection, FaceLandmarks, Rect};
+use facecraft_contract::ErrorCode;
 
 /// Limits for [`plausible`]. Fractions are of the detection box (`w`, `h`) or of the
 /// inter-ocular distance (IOD, centre to centre). The defaults accept the boxes of dlib's
@@ -134,8 +135,8 @@ impl Implausible {
 
     /// Stable snake_case code for HTTP bodies and failed-job records: a face whose
     /// landmarks do not hold together is treated as no face at all.
-    pub fn code(&self) -> &'static str {
-        "no_face_detected"
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::NoFaceDetected
     }
 }
 
@@ -261,10 +262,10 @@ pub enum PickError {
 
 impl PickError {
     /// Stable snake_case code for HTTP bodies and failed-job records.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::NoFace => "no_face_detected",
-            Self::MultipleFaces { .. } => "multiple_faces",
+            Self::NoFace => ErrorCode::NoFaceDetected,
+            Self::MultipleFaces { .. } => ErrorCode::MultipleFaces,
         }
     }
 }

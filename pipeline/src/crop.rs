@@ -4,6 +4,7 @@
 //! it is centred horizontally on the eye midpoint and clamped *symmetrically*, so a face near
 //! the photo's edge yields a tighter portrait rather than an off-centre one.
 
+use facecraft_contract::ErrorCode;
 use image::imageops;
 use image::RgbaImage;
 
@@ -107,11 +108,11 @@ pub enum CropError {
 
 impl CropError {
     /// Stable snake_case code for HTTP bodies and failed-job records.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::EmptyImage { .. } | Self::NoRoom { .. } => "image_too_small",
-            Self::FaceTooSmall { .. } => "face_too_small",
-            Self::Invalid(_) => "internal",
+            Self::EmptyImage { .. } | Self::NoRoom { .. } => ErrorCode::ImageTooSmall,
+            Self::FaceTooSmall { .. } => ErrorCode::FaceTooSmall,
+            Self::Invalid(_) => ErrorCode::Internal,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! portraits sideways and rely on that tag), and reduces every supported layout (grey, 16-bit,
 //! palette, CMYK, animation) to one pixel format for the stages after it.
 
+use facecraft_contract::ErrorCode;
 use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits, RgbaImage};
@@ -143,21 +144,21 @@ pub enum DecodeError {
 
 impl DecodeError {
     /// Stable snake_case code for HTTP bodies and failed-job records (names from
-    /// `facecraft_shared::error::ErrorCode`).
-    pub fn code(&self) -> &'static str {
+    /// `facecraft_contract::error::ErrorCode`).
+    pub fn code(&self) -> ErrorCode {
         match self {
             Self::Empty
             | Self::UnknownFormat
             | Self::UnsupportedFormat { .. }
-            | Self::UnsupportedFeature { .. } => "unsupported_format",
+            | Self::UnsupportedFeature { .. } => ErrorCode::UnsupportedFormat,
             // Truncated and damaged files are reported as `unsupported_format` too: for the
             // client the remedy is the same (send a readable image), and one code keeps the
             // contract small. The message says "corrupt or truncated".
-            Self::Corrupt { .. } => "unsupported_format",
+            Self::Corrupt { .. } => ErrorCode::UnsupportedFormat,
             Self::TooManyBytes { .. } | Self::TooLarge { .. } | Self::OverMemoryLimit { .. } => {
-                "image_too_large"
+                ErrorCode::ImageTooLarge
             }
-            Self::TooSmall { .. } => "image_too_small",
+            Self::TooSmall { .. } => ErrorCode::ImageTooSmall,
         }
     }
 }
@@ -412,20 +413,11 @@ mod tests {
         })
     }
 
-    /// CRC-32 as PNG needs it (ISO 3309, reflected, polynomial 0xEDB88320).
+    /// CRC-32 of the concatenated `chunks`, as PNG needs it (ISO 3309).
     fn crc32(chunks: &[&[u8]]) -> u32 {
-        let mut crc = 0xFFFF_FFFFu32;
-        for byte in chunks.iter().flat_map(|c| c.iter()) {
-            crc ^= u32::from(*byte);
-            for _ in 0..8 {
-                crc = if crc & 1 != 0 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
+        let mut h = crc32fast::Hasher::new();
+        chunks.iter().for_each(|c| h.update(c));
+        h.finalize()
     }
 
     fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
@@ -646,18 +638,7 @@ mod tests {
         a.0.iter().zip(b).all(|(x, y)| x.abs_diff(y) <= tolerance)
     }
 
-    /// Reads a shared test photo; works from the scratch crate and from `worker/`.
-    fn testdata(name: &str) -> Vec<u8> {
-        let manifest = env!("CARGO_MANIFEST_DIR");
-        let candidates = [
-            format!("{manifest}/../../shared/testdata/{name}"),
-            format!("{manifest}/../shared/testdata/{name}"),
-        ];
-        candidates
-            .iter()
-            .find_map(|p| std::fs::read(p).ok())
-            .unwrap_or_else(|| panic!("test photo {name} not found from {manifest}"))
-    }
+    use crate::testdata::bytes as testdata;
 
     // ---------- defaults and rejections ----------
 

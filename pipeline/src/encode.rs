@@ -4,6 +4,7 @@
 //! most 100 KiB), so its quality is searched rather than fixed: the highest quality that
 //! fits wins, and a clear error says when nothing in the allowed range does.
 
+use facecraft_contract::ErrorCode;
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, ImageEncoder, ImageError, RgbImage, RgbaImage};
@@ -88,13 +89,13 @@ pub enum EncodeError {
 
 impl EncodeError {
     /// Stable snake_case code for HTTP bodies and failed-job records (names from
-    /// `facecraft_shared::error::ErrorCode`).
-    pub fn code(&self) -> &'static str {
+    /// `facecraft_contract::error::ErrorCode`).
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::OutputTooLarge { .. } => "output_too_large",
-            Self::InvalidParams(_) => "invalid_params",
+            Self::OutputTooLarge { .. } => ErrorCode::OutputTooLarge,
+            Self::InvalidParams(_) => ErrorCode::InvalidParams,
             // The composed canvas is ours, so a codec failure is our bug, not the request's.
-            Self::Codec { .. } => "internal",
+            Self::Codec { .. } => ErrorCode::Internal,
         }
     }
 }
@@ -312,15 +313,7 @@ mod tests {
 
     #[test]
     fn real_photo_fits_the_active_directory_limit() {
-        let manifest = env!("CARGO_MANIFEST_DIR");
-        let bytes = [
-            format!("{manifest}/../../shared/testdata/astronaut.png"),
-            format!("{manifest}/../shared/testdata/astronaut.png"),
-        ]
-        .iter()
-        .find_map(|p| std::fs::read(p).ok())
-        .expect("astronaut.png next to the repo");
-        let photo = image::load_from_memory(&bytes).expect("decodes").to_rgb8();
+        let photo = crate::testdata::rgb("astronaut.png");
         let photo =
             image::imageops::resize(&photo, 648, 648, image::imageops::FilterType::CatmullRom);
         let jpeg = encode_jpeg_within(&photo, &JpegParams::default()).expect("fits");

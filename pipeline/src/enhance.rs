@@ -9,6 +9,7 @@
 //! 61966-2-1), where scaling models a change of exposure or illuminant. Sharpening is an
 //! unsharp mask on luma only, so it cannot create colour fringes.
 
+use facecraft_contract::ErrorCode;
 use image::{GrayImage, RgbaImage};
 
 /// Enhancement settings. Every default is chosen to leave a well-exposed, neutral photo
@@ -153,9 +154,9 @@ pub enum EnhanceError {
 
 impl EnhanceError {
     /// Stable snake_case code for HTTP bodies and failed-job records.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::MaskSizeMismatch { .. } | Self::InvalidParams(_) => "internal",
+            Self::MaskSizeMismatch { .. } | Self::InvalidParams(_) => ErrorCode::Internal,
         }
     }
 }
@@ -529,13 +530,7 @@ mod tests {
     use image::{Luma, Rgba};
 
     fn testdata(name: &str) -> Option<Vec<u8>> {
-        let manifest = env!("CARGO_MANIFEST_DIR");
-        [
-            format!("{manifest}/../../shared/testdata/{name}"),
-            format!("{manifest}/../shared/testdata/{name}"),
-        ]
-        .iter()
-        .find_map(|p| std::fs::read(p).ok())
+        Some(crate::testdata::bytes(name))
     }
 
     fn photo(name: &str) -> RgbaImage {

@@ -1,6 +1,7 @@
 //! Face types and the engine traits the pipeline calls. Engines (dlib, ONNX Runtime) live in
 //! `crate::engines` behind Cargo features; the stages only see these traits.
 
+use facecraft_contract::ErrorCode;
 use image::{GrayImage, RgbImage};
 
 /// Axis-aligned rectangle in image pixels (top-left origin).
@@ -79,10 +80,10 @@ pub enum EngineError {
 }
 
 impl EngineError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::ModelUnavailable { .. } | Self::NotLoaded(_) => "model_unavailable",
-            Self::Inference(_) => "internal",
+            Self::ModelUnavailable { .. } | Self::NotLoaded(_) => ErrorCode::ModelUnavailable,
+            Self::Inference(_) => ErrorCode::Internal,
         }
     }
 }

@@ -720,11 +720,7 @@ mod tests {
     use super::*;
 
     fn astronaut(width: u32, height: u32) -> RgbImage {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/testdata/astronaut.png"
-        );
-        let photo = image::open(path).expect("astronaut.png").to_rgb8();
+        let photo = crate::testdata::rgb("astronaut.png");
         image::imageops::crop_imm(&photo, 40, 30, width, height).to_image()
     }
 

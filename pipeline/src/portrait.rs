@@ -7,22 +7,20 @@
 
 use std::time::Instant;
 
-use facecraft_shared::job::{Detector, FaceBox, FaceInfo, FacePolicy, Format, JobParams};
-use facecraft_shared::ErrorCode;
+use facecraft_contract::job::{Detector, FaceBox, FaceInfo, FacePolicy, Format, JobParams};
+use facecraft_contract::ErrorCode;
 use image::imageops::{self, FilterType};
 use image::{RgbImage, RgbaImage};
 
+use crate::align::{self, Affine, AlignParams};
+use crate::compose::{self, Background, ComposeParams};
+use crate::confirm::{self, ConfirmParams};
+use crate::crop::{self, CropError, CropParams};
+use crate::decode::{self, DecodeError, DecodeParams};
+use crate::encode::{self, EncodeError, JpegParams};
 use crate::engines::Engines;
-use crate::pipeline::align::{self, Affine, AlignParams};
-use crate::pipeline::compose::{self, Background, ComposeParams};
-use crate::pipeline::confirm::{self, ConfirmParams};
-use crate::pipeline::crop::{self, CropError, CropParams};
-use crate::pipeline::decode::{self, DecodeError, DecodeParams};
-use crate::pipeline::encode::{self, EncodeError, JpegParams};
-use crate::pipeline::enhance::{self, EnhanceError, EnhanceParams};
-use crate::pipeline::face::{
-    Detection, EngineError, FaceDetector, FaceLandmarks, Landmarker, Rect,
-};
+use crate::enhance::{self, EnhanceError, EnhanceParams};
+use crate::face::{Detection, EngineError, FaceDetector, FaceLandmarks, Landmarker, Rect};
 
 /// A stage boundary, with the share of the work done when it starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,18 +108,18 @@ pub enum RenderError {
 
 impl RenderError {
     pub fn code(&self) -> ErrorCode {
-        let name = match self {
+        match self {
             Self::Decode(e) => e.code(),
             Self::Engine(e) => e.code(),
-            Self::NoFace => "no_face_detected",
-            Self::MultipleFaces(_) => "multiple_faces",
+            Self::NoFace => ErrorCode::NoFaceDetected,
+            Self::MultipleFaces(_) => ErrorCode::MultipleFaces,
             Self::Crop(e) => e.code(),
             Self::Enhance(e) => e.code(),
             Self::Compose(e) => e.code(),
             Self::Encode(e) => e.code(),
-            Self::Cancelled => "internal",
-        };
-        ErrorCode::from_code(name).unwrap_or(ErrorCode::Internal)
+            // A cancelled render never reaches a job record: the runner maps it first.
+            Self::Cancelled => ErrorCode::Internal,
+        }
     }
 }
 
@@ -577,40 +575,21 @@ fn rotate_about_center(img: &RgbImage, deg: f32) -> (RgbImage, Affine) {
     (sample(img, w, h, &back), back)
 }
 
-/// A `w`×`h` image whose pixel centres `back` maps into `img`, sampled bilinearly; mid grey
-/// where they fall outside it.
+/// A `w`×`h` image whose pixel centres `back` maps into `img`, sampled by
+/// [`align::warp`]; mid grey wherever a pixel is not wholly inside the photo. The edge is
+/// kept hard on purpose: a soft ramp into the grey gives detectors a gradient that a face
+/// cut by the border does not have in the photo.
 fn sample(img: &RgbImage, w: u32, h: u32, back: &Affine) -> RgbImage {
-    let (iw, ih) = img.dimensions();
+    let rgba = image::DynamicImage::ImageRgb8(img.clone()).into_rgba8();
+    let turned = align::warp(&rgba, w, h, back);
     RgbImage::from_fn(w, h, |x, y| {
-        let [sx, sy] = back.apply([x as f32 + 0.5, y as f32 + 0.5]);
-        let (sx, sy) = (sx - 0.5, sy - 0.5);
-        if iw == 0
-            || ih == 0
-            || sx < 0.0
-            || sy < 0.0
-            || sx > (iw - 1) as f32
-            || sy > (ih - 1) as f32
-        {
-            return image::Rgb([128, 128, 128]);
+        let [r, g, b, a] = turned.get_pixel(x, y).0;
+        if a == u8::MAX {
+            image::Rgb([r, g, b])
+        } else {
+            image::Rgb([128, 128, 128])
         }
-        bilinear(img, sx, sy)
     })
-}
-
-fn bilinear(img: &RgbImage, x: f32, y: f32) -> image::Rgb<u8> {
-    let (x0, y0) = (x.floor() as u32, y.floor() as u32);
-    let (x1, y1) = (
-        (x0 + 1).min(img.width() - 1),
-        (y0 + 1).min(img.height() - 1),
-    );
-    let (fx, fy) = (x - x0 as f32, y - y0 as f32);
-    let p = |x, y| img.get_pixel(x, y).0.map(f32::from);
-    let (a, b, c, d) = (p(x0, y0), p(x1, y0), p(x0, y1), p(x1, y1));
-    image::Rgb(std::array::from_fn(|i| {
-        let top = a[i] + (b[i] - a[i]) * fx;
-        let bottom = c[i] + (d[i] - c[i]) * fx;
-        (top + (bottom - top) * fy).round().clamp(0.0, 255.0) as u8
-    }))
 }
 
 fn encode_all(canvas: &RgbaImage, params: &JobParams) -> Result<Vec<Rendered>, RenderError> {

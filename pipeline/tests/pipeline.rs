@@ -2,42 +2,20 @@
 //! where the face lands, how level the eyes are, what the background became.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::io::Cursor;
-use std::path::PathBuf;
 
-use facecraft_shared::job::{FacePolicy, Format, JobParams, SegmentationModel};
-use facecraft_worker::engines::{EngineSettings, Engines};
-use facecraft_worker::pipeline::decode::DecodeParams;
-use facecraft_worker::pipeline::face::FaceLandmarks;
-use facecraft_worker::portrait::{render, Portrait, RenderError};
-use image::{imageops, DynamicImage, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
-use std::sync::OnceLock;
+use facecraft_contract::job::{FacePolicy, Format, JobParams, SegmentationModel};
+use facecraft_pipeline::decode::DecodeParams;
 
-fn testdata(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/testdata")
-        .join(name)
-}
-
-fn engines() -> &'static Engines {
-    static ENGINES: OnceLock<Engines> = OnceLock::new();
-    ENGINES.get_or_init(|| {
-        let settings = EngineSettings::from_env_for_tests();
-        Engines::load(&settings)
-            .unwrap_or_else(|e| panic!("loading models (run scripts/fetch-models): {e:#}"))
-    })
-}
+use facecraft_pipeline::face::FaceLandmarks;
+use facecraft_pipeline::portrait::{render, Portrait, RenderError};
+use image::{imageops, DynamicImage, ImageFormat, RgbImage, Rgba, RgbaImage};
+use support::{engines, png, png_header_claiming, stored_for, testdata};
 
 fn astronaut() -> RgbaImage {
     image::open(testdata("astronaut.png")).unwrap().to_rgba8()
-}
-
-fn png(img: &RgbaImage) -> Vec<u8> {
-    let mut out = Vec::new();
-    DynamicImage::ImageRgba8(img.clone())
-        .write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
-        .unwrap();
-    out
 }
 
 fn params() -> JobParams {
@@ -255,23 +233,6 @@ fn jpeg_with_orientation(img: &RgbImage, orientation: u16) -> Vec<u8> {
     out
 }
 
-/// Stores `upright` so that a viewer applying `orientation` shows it upright again.
-fn stored_for(upright: &RgbImage, orientation: u16) -> RgbImage {
-    use imageops::{flip_horizontal, flip_vertical, rotate180, rotate270, rotate90};
-    match orientation {
-        1 => upright.clone(),
-        2 => flip_horizontal(upright),
-        3 => rotate180(upright),
-        4 => flip_vertical(upright),
-        // Transpose and transverse are their own inverses.
-        5 => flip_horizontal(&rotate90(upright)),
-        6 => rotate270(upright),
-        7 => rotate90(&flip_horizontal(upright)),
-        8 => rotate90(upright),
-        _ => unreachable!(),
-    }
-}
-
 #[test]
 fn every_exif_orientation_finds_the_same_face() {
     let upright = DynamicImage::ImageRgba8(astronaut()).to_rgb8();
@@ -381,7 +342,7 @@ fn segmentation_replaces_background_and_keeps_the_face() {
     let mut p = params();
     p.oval_mask = false;
     p.enhance = false;
-    p.background = facecraft_shared::job::Rgb([0, 0, 255]);
+    p.background = facecraft_contract::job::Rgb([0, 0, 255]);
     let with = output(&run(&png(&astronaut()), &p).unwrap(), Format::Png);
     p.remove_background = false;
     let without = output(&run(&png(&astronaut()), &p).unwrap(), Format::Png);
@@ -418,7 +379,7 @@ fn every_error_code_is_reached_by_a_real_input() {
     truncated.truncate(truncated.len() / 2);
     assert_eq!(code(&truncated, &p), "unsupported_format");
     // A 50000×50000 PNG header: rejected before any pixel is allocated.
-    let bomb = png_header_only(50_000, 50_000);
+    let bomb = png_header_claiming(50_000, 50_000);
     assert_eq!(code(&bomb, &p), "image_too_large");
     assert_eq!(code(&png(&RgbaImage::new(16, 16)), &p), "image_too_small");
     assert_eq!(
@@ -444,36 +405,4 @@ fn every_error_code_is_reached_by_a_real_input() {
     tiny_jpeg.jpeg_max_bytes = 1024;
     tiny_jpeg.formats = vec![Format::Jpg];
     assert_eq!(code(&png(&astronaut()), &tiny_jpeg), "output_too_large");
-}
-
-/// A PNG signature and IHDR announcing `w`×`h`, with a tiny (wrong) body.
-fn png_header_only(w: u32, h: u32) -> Vec<u8> {
-    let small = png(&RgbaImage::new(40, 40));
-    let mut out = small.clone();
-    out[16..20].copy_from_slice(&w.to_be_bytes());
-    out[20..24].copy_from_slice(&h.to_be_bytes());
-    // Fix the IHDR CRC over type + data (bytes 12..29).
-    let crc = crc32(&out[12..29]);
-    out[29..33].copy_from_slice(&crc.to_be_bytes());
-    out
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-#[allow(dead_code)]
-fn gray(img: &RgbImage) -> Rgb<u8> {
-    *img.get_pixel(0, 0)
 }

@@ -145,7 +145,7 @@ impl std::fmt::Debug for S3Settings {
 
 impl S3Settings {
     pub fn validate(&self) -> Result<(), String> {
-        crate::job::validate_bucket(&self.bucket)
+        facecraft_contract::job::validate_bucket(&self.bucket)
             .map_err(|e| format!("FACECRAFT_S3_BUCKET: {e}"))?;
         for (name, value) in [
             ("FACECRAFT_S3_ENDPOINT", &self.endpoint),
@@ -242,12 +242,11 @@ impl QueueSettings {
 
     /// Delay before retry number `attempt` (1-based): exponential with full jitter on the upper half.
     pub fn retry_delay(&self, attempt: u32) -> Duration {
-        let exp = self
-            .retry_base_ms
-            .saturating_mul(1u64 << attempt.saturating_sub(1).min(20))
-            .min(self.retry_max_ms);
-        let jittered = exp / 2 + fastrand::u64(0..=exp / 2);
-        Duration::from_millis(jittered.max(1))
+        facecraft_contract::retry::backoff(
+            Duration::from_millis(self.retry_base_ms),
+            Duration::from_millis(self.retry_max_ms),
+            attempt,
+        )
     }
 }
 

@@ -1,17 +1,13 @@
-//! Facecraft's shared crate: the job contract, the Redis Streams queue, the S3 object store,
-//! configuration and telemetry. The api and the worker depend on it; it depends on neither.
+//! Facecraft's infrastructure: the Redis Streams queue, the S3 object store, configuration and
+//! telemetry. The api and the worker depend on it; it depends on neither. The job contract it
+//! carries lives in `facecraft-contract`.
 
-pub mod cli;
 pub mod config;
-pub mod error;
-pub mod job;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod queue;
 pub mod store;
 pub mod telemetry;
-
-pub use error::{ErrorCode, JobError};
 
 /// Resolves on SIGTERM or Ctrl-C.
 pub async fn shutdown_signal() {

@@ -14,8 +14,8 @@ use aws_sdk_s3::Client;
 use bytes::Bytes;
 
 use crate::config::S3Settings;
-use crate::error::ErrorCode;
-use crate::job::ObjectRef;
+use facecraft_contract::error::ErrorCode;
+use facecraft_contract::job::ObjectRef;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

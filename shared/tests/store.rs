@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 use clap::Parser;
+use facecraft_contract::job::ObjectRef;
 use facecraft_shared::config::S3Settings;
-use facecraft_shared::job::ObjectRef;
 use facecraft_shared::store::ObjectStore;
 
 #[derive(Parser)]

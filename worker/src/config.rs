@@ -38,8 +38,8 @@ impl LimitSettings {
         Ok(())
     }
 
-    pub fn decode_params(&self) -> crate::pipeline::decode::DecodeParams {
-        crate::pipeline::decode::DecodeParams {
+    pub fn decode_params(&self) -> facecraft_pipeline::decode::DecodeParams {
+        facecraft_pipeline::decode::DecodeParams {
             max_bytes: usize::try_from(self.max_input_bytes).unwrap_or(usize::MAX),
             max_pixels: self.max_pixels,
             max_dimension: self.max_dimension,
@@ -78,7 +78,7 @@ pub struct ServeSettings {
     #[command(flatten)]
     pub limits: LimitSettings,
     #[command(flatten)]
-    pub engines: crate::engines::EngineSettings,
+    pub engines: facecraft_pipeline::engines::EngineSettings,
     #[command(flatten)]
     pub redis: RedisSettings,
     #[command(flatten)]

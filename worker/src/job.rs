@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use facecraft_shared::error::{ErrorCode, JobError};
-use facecraft_shared::job::{Job, JobResult, ObjectRef, OutputObject};
+use facecraft_contract::error::{ErrorCode, JobError};
+use facecraft_contract::job::{Job, JobResult, ObjectRef, OutputObject};
 use tracing::Instrument;
 
-use crate::portrait::{self, RenderError, Stage};
-use crate::serve::Ctx;
+use crate::context::Ctx;
+use facecraft_pipeline::portrait::{self, RenderError, Stage};
 
 /// Why a job did not succeed.
 #[derive(Debug)]

@@ -1,12 +1,10 @@
 //! Facecraft worker: consumes portrait jobs from Redis Streams (`serve`) or runs the same
-//! pipeline over local files (`process`).
+//! pipeline (`facecraft-pipeline`) over local files (`process`).
 
 pub mod config;
-pub mod engines;
+mod context;
 mod job;
 mod metrics;
-pub mod pipeline;
-pub mod portrait;
 pub mod process;
 pub mod serve;
 

@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use facecraft_shared::cli::{image_files, ParamArgs};
-use facecraft_shared::job::JobParams;
+use facecraft_contract::cli::{image_files, ParamArgs};
+use facecraft_contract::job::JobParams;
 
 use crate::config::LimitSettings;
-use crate::engines::{EngineSettings, Engines};
-use crate::portrait;
+use facecraft_pipeline::engines::{EngineSettings, Engines};
+use facecraft_pipeline::portrait;
 
 #[derive(Debug, Args)]
 pub struct ProcessArgs {
@@ -114,7 +114,7 @@ fn process_one(
     file: &Path,
     out: &Path,
     params: &JobParams,
-    limits: &crate::pipeline::decode::DecodeParams,
+    limits: &facecraft_pipeline::decode::DecodeParams,
     engines: &Engines,
 ) -> Result<(Vec<PathBuf>, Timings), (&'static str, String)> {
     let meta = std::fs::metadata(file).map_err(|e| ("input_not_found", e.to_string()))?;

@@ -5,14 +5,13 @@
 //! work on the blocking pool. On SIGTERM the loop stops reading, in-flight jobs finish within
 //! the drain timeout, and whatever is left unacked is taken over by another worker's reaper.
 
-use std::collections::HashSet;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use facecraft_shared::error::{ErrorCode, JobError};
-use facecraft_shared::job::JobState;
+use facecraft_contract::error::{ErrorCode, JobError};
+use facecraft_contract::job::JobState;
 use facecraft_shared::queue::{Consumer, Delivery, Queue, QueueError, Start};
 use facecraft_shared::store::ObjectStore;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -20,39 +19,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use facecraft_pipeline::engines::Engines;
+
 use crate::config::ServeSettings;
-use crate::engines::Engines;
+use crate::context::Ctx;
 use crate::job::{run_job, JobFailure};
 use crate::metrics::Metrics;
-
-/// Everything a job task needs.
-pub(crate) struct Ctx {
-    pub queue: Queue,
-    pub store: ObjectStore,
-    pub settings: ServeSettings,
-    pub engines: Arc<Engines>,
-    pub name: String,
-    pub metrics: Arc<Metrics>,
-    in_flight: Mutex<HashSet<String>>,
-}
-
-impl Ctx {
-    fn in_flight(&self) -> Vec<String> {
-        self.in_flight
-            .lock()
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-    fn track(&self, entry: &str, on: bool) {
-        if let Ok(mut s) = self.in_flight.lock() {
-            if on {
-                s.insert(entry.to_owned());
-            } else {
-                s.remove(entry);
-            }
-        }
-    }
-}
 
 /// Runs until `shutdown` resolves and in-flight jobs are drained.
 pub async fn serve<F>(settings: ServeSettings, shutdown: F) -> anyhow::Result<()>
@@ -90,15 +62,14 @@ where
         });
     }
 
-    let ctx = Arc::new(Ctx {
+    let ctx = Arc::new(Ctx::new(
         queue,
         store,
-        engines: Arc::new(engines),
-        name: name.clone(),
-        metrics,
-        in_flight: Mutex::new(HashSet::new()),
         settings,
-    });
+        Arc::new(engines),
+        name.clone(),
+        metrics,
+    ));
 
     // Redis may still be starting (compose, k8s): wait for it rather than crash-looping.
     let Some(mut consumer) = connect(&ctx, &stop).await else {
@@ -264,9 +235,13 @@ async fn next_batch(
     Ok(batch)
 }
 
+/// Wait after `failures` Redis/S3 failures in a row: 200 ms doubling, at most 10 s.
 fn backoff(failures: u32) -> Duration {
-    let ms = 200u64.saturating_mul(1 << failures.min(6)).min(10_000);
-    Duration::from_millis(ms / 2 + fastrand::u64(0..=ms / 2))
+    facecraft_contract::retry::backoff(
+        Duration::from_millis(200),
+        Duration::from_secs(10),
+        failures.saturating_add(1),
+    )
 }
 
 /// Keeps the leases of in-flight entries fresh so no reaper takes them over.

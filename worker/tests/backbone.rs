@@ -644,8 +644,8 @@ impl Drop for LateRedis {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_enqueue_answered_late_by_a_stalled_redis_counts_as_done() {
+    use facecraft_contract::job::{Job, JobId, JobParams, ObjectRef, OutputSpec};
     use facecraft_shared::config::{QueueSettings, RedisSettings};
-    use facecraft_shared::job::{Job, JobId, JobParams, ObjectRef, OutputSpec};
     use facecraft_shared::queue::{Enqueued, Queue};
 
     let stack = Stack::start(StackOptions::default()).await;

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use chaos_support::fleet::Fate;
 use chaos_support::resp;
 use chaos_support::{Lab, WorkerTuning};
-use facecraft_shared::job::{JobId, JobStatus};
+use facecraft_contract::job::{JobId, JobStatus};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
@@ -181,10 +181,9 @@ struct Fixtures {
 
 async fn fixtures(lab: &Lab) -> Fixtures {
     let png = std::fs::read(
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/testdata/astronaut.png"),
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/astronaut.png"),
     )
-    .expect("../shared/testdata/astronaut.png");
+    .expect("testdata/astronaut.png");
     let img = image::load_from_memory(&png).unwrap().to_rgb8();
     let mut jpg = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpg, 90)

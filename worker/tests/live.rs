@@ -531,7 +531,7 @@ async fn metrics_count_jobs_stages_and_the_queue() {
         let target = v["target"].as_str().unwrap_or_default();
         let message = v["fields"]["message"].as_str().unwrap_or_default();
         let of_a_job = target.starts_with("facecraft_worker::job")
-            || target.starts_with("facecraft_worker::portrait")
+            || target.starts_with("facecraft_pipeline::portrait")
             || message.starts_with("job ");
         if !of_a_job {
             continue;
@@ -618,9 +618,9 @@ async fn notice(events: &mut facecraft_shared::queue::JobEvents, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_state_change_is_announced_start_and_requeue_included() {
-    use facecraft_shared::job::{JobId, JobState};
+    use facecraft_contract::job::{JobId, JobState};
+    use facecraft_contract::{ErrorCode, JobError};
     use facecraft_shared::queue::{RequeueOutcome, Start};
-    use facecraft_shared::{ErrorCode, JobError};
 
     // No worker: the test drives the queue itself, so each change is made once, on cue.
     let stack = Stack::start(StackOptions::default()).await;

@@ -261,7 +261,7 @@ async fn router() -> axum::Router {
         max_batch_bytes: settings.max_batch_bytes,
         started: std::time::Instant::now(),
     });
-    crate::routes::router(state, &settings)
+    crate::routes::router(state, &settings, &spec())
 }
 
 /// Whether the router answered from a route rather than its 404/405 fallbacks.

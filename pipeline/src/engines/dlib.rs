@@ -14,9 +14,7 @@ use dlib_face_recognition::{
 use image::imageops::{self, FilterType};
 use image::RgbImage;
 
-use crate::pipeline::face::{
-    Detection, EngineError, FaceDetector, FaceLandmarks, Landmarker, Rect,
-};
+use crate::face::{Detection, EngineError, FaceDetector, FaceLandmarks, Landmarker, Rect};
 
 /// Score given to every dlib detection: the crate returns bare rectangles from both detectors
 /// and drops the confidence dlib computes (see [`HogDetector`]).
@@ -452,16 +450,7 @@ mod tests {
             .unwrap_or_else(|| panic!("{what} not found (looked at {candidates:?}); {hint}"))
     }
 
-    fn testdata(name: &str) -> RgbImage {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-        // From `worker/` in the workspace, or from a crate beside the checkout.
-        let candidates = [
-            manifest.join("../../shared/testdata").join(name),
-            manifest.join("../shared/testdata").join(name),
-        ];
-        let path = first_file(&candidates, name, "the test photos live in shared/testdata");
-        image::open(&path).unwrap().to_rgb8()
-    }
+    use crate::testdata::rgb as testdata;
 
     /// A model file from `FACECRAFT_MODELS_DIR` or `models/files`; the 68-point model may also
     /// come from Debian's `libdlib-data`. Missing models fail the test: it must not pass by

@@ -1,4 +1,4 @@
-//! Inference engines behind the traits of [`crate::pipeline::face`], one module per engine and
+//! Inference engines behind the traits of [`crate::face`], one module per engine and
 //! one Cargo feature per runtime (`dlib`, `onnx`). Models load once, at worker start, from
 //! `FACECRAFT_MODELS_DIR`; a missing file is a start-up error that names it. A job asking for an
 //! engine this worker did not load fails with `model_unavailable`.
@@ -15,11 +15,11 @@ pub mod u2net;
 use std::path::PathBuf;
 
 use clap::Args;
-use facecraft_shared::job::{Detector, SegmentationModel};
+use facecraft_contract::job::{Detector, SegmentationModel};
 use image::RgbImage;
 
-use crate::pipeline::confirm::{plausible, ConfirmParams};
-use crate::pipeline::face::{EngineError, FaceDetector, FaceLandmarks, Landmarker, Segmenter};
+use crate::confirm::{plausible, ConfirmParams};
+use crate::face::{EngineError, FaceDetector, FaceLandmarks, Landmarker, Segmenter};
 
 /// Which models to load, and from where.
 #[derive(Debug, Clone, Args)]

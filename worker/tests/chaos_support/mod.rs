@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
+use facecraft_contract::job::ObjectRef;
 use facecraft_shared::config::QueueSettings;
-use facecraft_shared::job::ObjectRef;
 use facecraft_shared::queue::Queue;
 use facecraft_shared::store::ObjectStore;
 

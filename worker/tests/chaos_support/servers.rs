@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use facecraft_shared::job::ObjectRef;
+use facecraft_contract::job::ObjectRef;
 use facecraft_shared::store::ObjectStore;
 
 use super::resp;

@@ -1,6 +1,7 @@
 //! Test harness: a real redis-server and a real S3 server (started by `scripts/dev-stack run`,
 //! which exports their addresses), the API in-process on a free port, workers as real
-//! processes, and a TCP proxy in front of S3 that can stall or refuse connections.
+//! processes, and a TCP proxy in front of S3 that can stall or refuse connections. The API's
+//! own suites (`api/tests`) include it by path and start no worker.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::PathBuf;
@@ -24,7 +25,7 @@ pub fn env(name: &str) -> String {
 
 pub fn testdata(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/testdata")
+        .join("../testdata")
         .join(name)
 }
 
@@ -186,7 +187,11 @@ impl Stack {
     pub fn spawn_worker(&self, name: &str) -> Worker {
         let log = std::env::temp_dir().join(format!("{}-{name}.log", self.prefix));
         let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_facecraft-worker"))
+        // Set by cargo for the worker crate's tests only; the API's suites start no worker.
+        let Some(bin) = option_env!("CARGO_BIN_EXE_facecraft-worker") else {
+            panic!("workers can be started from the worker crate's tests only");
+        };
+        let child = Command::new(bin)
             .arg("serve")
             .envs(
                 self.worker_env
@@ -290,7 +295,7 @@ impl Stack {
     }
 
     pub async fn put_input(&self, key: &str, bytes: Vec<u8>) {
-        let obj = facecraft_shared::job::ObjectRef {
+        let obj = facecraft_contract::job::ObjectRef {
             bucket: self.bucket.clone(),
             key: key.to_owned(),
         };
@@ -301,7 +306,7 @@ impl Stack {
     }
 
     pub async fn get_object(&self, key: &str) -> Option<bytes::Bytes> {
-        let obj = facecraft_shared::job::ObjectRef {
+        let obj = facecraft_contract::job::ObjectRef {
             bucket: self.bucket.clone(),
             key: key.to_owned(),
         };

@@ -1,40 +1,33 @@
-//! HTTP routes of `/v1` plus health endpoints.
+//! `/v1/jobs`: create, read, cancel, download and retry jobs, and the dead jobs of `/v1/dead`.
+//! The event stream of a job is [`crate::events`].
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use facecraft_shared::job::{
+use facecraft_contract::job::{
     default_output_prefix, now_ms, validate_key, validate_prefix, Format, Job, JobId, JobParams,
     JobState, JobStatus, ObjectRef, OutputSpec,
 };
+use facecraft_contract::ErrorCode;
 use facecraft_shared::queue::{CancelOutcome, Enqueued, RequeueOutcome};
-use facecraft_shared::ErrorCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value};
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::auth::Caller;
-use crate::config::Settings;
 use crate::error::ApiError;
-use crate::openapi::ErrorBody;
-use crate::submit::{
-    body_error, check_bucket, invalid, read_limited, sanitize_filename, upload_ref,
-};
+use crate::responses::{AuthErrors, BackendUnavailable, QueueUnavailable};
+use crate::schema::{DeadList, ErrorBody, JobUpload};
+use crate::submit::{body_error, check_bucket, invalid, parse_json, read_limited, upload_ref};
 use crate::AppState;
 
 type Shared = Arc<AppState>;
 
-pub(crate) fn router(state: Shared, settings: &Settings) -> Router {
-    // Multipart framing adds a little on top of the file itself.
-    let body_limit = settings.max_upload_bytes + 64 * 1024;
+pub(crate) fn router() -> Router<Shared> {
     Router::new()
         .route("/v1/jobs", post(create_job))
         .route("/v1/jobs/{id}", get(get_job).delete(cancel_job))
@@ -42,58 +35,6 @@ pub(crate) fn router(state: Shared, settings: &Settings) -> Router {
         .route("/v1/jobs/{id}/events", get(crate::events::job_events))
         .route("/v1/jobs/{id}/retry", post(retry_job))
         .route("/v1/dead", get(list_dead))
-        .route("/v1/uploads", post(create_upload))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(crate::metrics::metrics))
-        .merge(crate::page::router(settings))
-        .merge(crate::compat::router(settings.max_batch_bytes))
-        .merge(crate::batches::router(settings.max_batch_bytes))
-        .merge(crate::docs::router())
-        .fallback(|| async { ApiError::not_found("route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                ErrorCode::MethodNotAllowed,
-                "this method is not allowed on this path",
-            )
-        })
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(settings.request_timeout_secs),
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            linger_budget(settings),
-            crate::linger::linger,
-        ))
-        .layer(CatchPanicLayer::custom(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                ErrorCode::Internal,
-                "handler panicked",
-            )
-            .into_response()
-        }))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
-}
-
-/// Reads up to twice the largest body any route takes: a client somewhat over a limit still
-/// reads its 413.
-fn linger_budget(settings: &Settings) -> crate::linger::Budget {
-    let largest = settings
-        .max_batch_bytes
-        .max(settings.max_upload_bytes + 64 * 1024) as u64;
-    crate::linger::Budget {
-        largest_body: largest,
-        max_bytes: largest.saturating_mul(2),
-        max_time: Duration::from_secs(settings.request_timeout_secs),
-    }
-}
-
-fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    state.auth.caller(headers)
 }
 
 /// JSON body of `POST /v1/jobs`: a photo already in S3.
@@ -164,7 +105,7 @@ fn check_idempotency_key(key: &str) -> Result<(), ApiError> {
         description = "A JSON S3 reference, or a multipart upload.",
         content(
             (JobRequest = "application/json", example = json!({"input": {"key": "inbox/me.jpg"}, "params": {"width": 648, "height": 648, "formats": ["png", "jpg"]}, "output": {"prefix": "badges/"}, "idempotency_key": "employee-4711"})),
-            (crate::openapi::JobUpload = "multipart/form-data"),
+            (JobUpload = "multipart/form-data"),
         ),
     ),
     responses(
@@ -178,17 +119,12 @@ fn check_idempotency_key(key: &str) -> Result<(), ApiError> {
                 ("invalid_request" = (value = json!({"error": "multipart upload needs the image in a field named `image` (or `file`)", "code": "invalid_request"}))),
                 ("unsupported_format" = (value = json!({"error": "the uploaded file is empty", "code": "unsupported_format"}))),
             )),
-        (status = 401, description = "Missing or unknown API key.", body = ErrorBody,
-            example = json!({"error": "send an API key as `Authorization: Bearer <key>` or `X-API-Key`", "code": "unauthorized"})),
         (status = 403, description = "A bucket that `FACECRAFT_ALLOWED_BUCKETS` does not list.", body = ErrorBody,
             example = json!({"error": "bucket `other` is not allowed", "code": "invalid_request"})),
         (status = 413, description = "Upload over `FACECRAFT_MAX_UPLOAD_BYTES`.", body = ErrorBody,
             example = json!({"error": "request body is over the size limit", "code": "payload_too_large"})),
         (status = 415, description = "Neither JSON nor multipart.", body = ErrorBody,
             example = json!({"error": "send application/json with an S3 reference, or multipart/form-data with an `image` field", "code": "unsupported_media_type"})),
-        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait")),
-            example = json!({"error": "rate limit of this API key exceeded; retry later", "code": "rate_limited"})),
         (status = 503, description = "The backlog is at `FACECRAFT_MAX_BACKLOG` (`queue_full`), or Redis or S3 is unreachable; see `Retry-After`.", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait")),
             examples(
@@ -196,16 +132,15 @@ fn check_idempotency_key(key: &str) -> Result<(), ApiError> {
                 ("queue_unavailable" = (value = json!({"error": "a backing service is unavailable; retry later", "code": "queue_unavailable"}))),
                 ("storage_unavailable" = (value = json!({"error": "a backing service is unavailable; retry later", "code": "storage_unavailable"}))),
             )),
-        (status = 500, description = "A bug; details only in the server logs.", body = ErrorBody,
-            example = json!({"error": "internal error", "code": "internal"})),
+        AuthErrors,
     ),
 )]
 async fn create_job(
     State(state): State<Shared>,
     headers: HeaderMap,
+    Caller { tenant, .. }: Caller,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let tenant = caller(&state, &headers)?.tenant;
     let header_idem = headers
         .get("idempotency-key")
         .map(|v| {
@@ -324,31 +259,6 @@ async fn create_job(
     Ok(resp)
 }
 
-/// Parses a JSON body in two steps so clients can tell broken JSON (`invalid_request`) from a
-/// well-formed request with wrong fields or values (`invalid_params`).
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| invalid(format!("malformed JSON: {e}")))?;
-    // serde's derived structs also accept a JSON array of their fields in order; a request
-    // like `"params": [600, 800]` must not silently mean width 600, height 800.
-    let Value::Object(fields) = &value else {
-        return Err(ApiError::bad_request(
-            ErrorCode::InvalidParams,
-            "the body must be a JSON object",
-        ));
-    };
-    for name in ["input", "params", "output"] {
-        if fields.get(name).is_some_and(|v| !v.is_object()) {
-            return Err(ApiError::bad_request(
-                ErrorCode::InvalidParams,
-                format!("`{name}` must be a JSON object"),
-            ));
-        }
-    }
-    serde_json::from_value(value)
-        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidParams, e.to_string()))
-}
-
 /// Multipart fields: the image, an optional `params` JSON object, and single params as fields.
 struct Form {
     file: Option<(Option<String>, Bytes)>,
@@ -428,8 +338,7 @@ fn parse_id(id: &str) -> Result<JobId, ApiError> {
     JobId::parse(id).ok_or_else(|| ApiError::not_found("job"))
 }
 
-async fn load(state: &AppState, headers: &HeaderMap, id: &str) -> Result<JobStatus, ApiError> {
-    let caller = caller(state, headers)?;
+async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<JobStatus, ApiError> {
     let id = parse_id(id)?;
     // An admin reads any tenant's job; everyone else only their own (404 otherwise, so ids
     // of other tenants' jobs are not even confirmed to exist).
@@ -456,26 +365,17 @@ async fn load(state: &AppState, headers: &HeaderMap, id: &str) -> Result<JobStat
     ),
     responses(
         (status = 200, description = "The status record.", body = JobStatus, example = json!({"id": "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b", "state": "queued", "attempts": 0, "created_at": "2026-01-05T10:00:00.000Z", "updated_at": "2026-01-05T10:00:00.000Z", "input": {"bucket": "facecraft", "key": "inbox/me.jpg"}, "params": {"width": 648, "height": 648, "background": [240, 240, 240], "transparent": false, "face_margin": 0.3, "oval_mask": true, "enhance": true, "enhance_fidelity": 0.7, "formats": ["png", "jpg"], "jpeg_max_bytes": 101376, "face_policy": "largest", "detector": "hog", "segmentation_model": "u2netp", "remove_background": true}, "output": {"bucket": "facecraft", "prefix": "results/"}})),
-        (status = 401, description = "Missing or unknown API key.", body = ErrorBody,
-            example = json!({"error": "send an API key as `Authorization: Bearer <key>` or `X-API-Key`", "code": "unauthorized"})),
         (status = 404, description = "No such job, or another tenant's.", body = ErrorBody,
             example = json!({"error": "job not found", "code": "not_found"})),
-        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait")),
-            example = json!({"error": "rate limit of this API key exceeded; retry later", "code": "rate_limited"})),
-        (status = 503, description = "Redis (`queue_unavailable`) or S3 (`storage_unavailable`) is unreachable; see `Retry-After`.", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait")),
-            example = json!({"error": "a backing service is unavailable; retry later", "code": "storage_unavailable"})),
-        (status = 500, description = "A bug; details only in the server logs.", body = ErrorBody,
-            example = json!({"error": "internal error", "code": "internal"})),
+        AuthErrors, BackendUnavailable,
     ),
 )]
 async fn get_job(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    caller: Caller,
 ) -> Result<Json<JobStatus>, ApiError> {
-    let mut status = load(&state, &headers, &id).await?;
+    let mut status = load(&state, &caller, &id).await?;
     if let Some(result) = status.result.as_mut() {
         for out in &mut result.outputs {
             let obj = ObjectRef {
@@ -504,30 +404,20 @@ async fn get_job(
     responses(
         (status = 200, description = "Cancelled; the status record.", body = JobStatus),
         (status = 202, description = "Running: cancellation requested; the status record.", body = JobStatus),
-        (status = 401, description = "Missing or unknown API key.", body = ErrorBody,
-            example = json!({"error": "send an API key as `Authorization: Bearer <key>` or `X-API-Key`", "code": "unauthorized"})),
         (status = 404, description = "No such job, or another tenant's.", body = ErrorBody,
             example = json!({"error": "job not found", "code": "not_found"})),
         (status = 409, description = "The job has already ended.", body = ErrorBody,
             example = json!({"error": "job already succeeded", "code": "conflict"})),
-        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait")),
-            example = json!({"error": "rate limit of this API key exceeded; retry later", "code": "rate_limited"})),
-        (status = 503, description = "Redis is unreachable (`queue_unavailable`); see `Retry-After`.", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait")),
-            example = json!({"error": "a backing service is unavailable; retry later", "code": "queue_unavailable"})),
-        (status = 500, description = "A bug; details only in the server logs.", body = ErrorBody,
-            example = json!({"error": "internal error", "code": "internal"})),
+        AuthErrors, QueueUnavailable,
     ),
 )]
 async fn cancel_job(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    let tenant = caller(&state, &headers)?.tenant;
     let job_id = parse_id(&id)?;
-    let code = match state.queue.cancel(&job_id, &tenant).await? {
+    let code = match state.queue.cancel(&job_id, &caller.tenant).await? {
         CancelOutcome::NotFound => return Err(ApiError::not_found("job")),
         CancelOutcome::Cancelled => StatusCode::OK,
         CancelOutcome::Cancelling => StatusCode::ACCEPTED,
@@ -540,7 +430,7 @@ async fn cancel_job(
         }
     };
     tracing::info!(job_id = %job_id, "cancel requested");
-    let status = load(&state, &headers, &id).await?;
+    let status = load(&state, &caller, &id).await?;
     Ok((code, Json(status)).into_response())
 }
 
@@ -560,30 +450,21 @@ async fn cancel_job(
     responses(
         (status = 307, description = "Redirect to a presigned GET URL of the result.",
             headers(("Location" = String, description = "Presigned S3 URL"))),
-        (status = 401, description = "Missing or unknown API key.", body = ErrorBody,
-            example = json!({"error": "send an API key as `Authorization: Bearer <key>` or `X-API-Key`", "code": "unauthorized"})),
         (status = 404, description = "No such job (or another tenant's), unknown format, or no result in that format.", body = ErrorBody,
             example = json!({"error": "result in that format not found", "code": "not_found"})),
         (status = 409, description = "The job has not succeeded.", body = ErrorBody,
             example = json!({"error": "job is running, not succeeded", "code": "conflict"})),
-        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait")),
-            example = json!({"error": "rate limit of this API key exceeded; retry later", "code": "rate_limited"})),
-        (status = 503, description = "Redis (`queue_unavailable`) or S3 (`storage_unavailable`) is unreachable; see `Retry-After`.", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait")),
-            example = json!({"error": "a backing service is unavailable; retry later", "code": "storage_unavailable"})),
-        (status = 500, description = "A bug; details only in the server logs.", body = ErrorBody,
-            example = json!({"error": "internal error", "code": "internal"})),
+        AuthErrors, BackendUnavailable,
     ),
 )]
 async fn get_result(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Path((id, format)): Path<(String, String)>,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
     let format =
         Format::from_extension(&format).ok_or_else(|| ApiError::not_found("result format"))?;
-    let status = load(&state, &headers, &id).await?;
+    let status = load(&state, &caller, &id).await?;
     if status.state != JobState::Succeeded {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -621,28 +502,18 @@ async fn get_result(
     ),
     responses(
         (status = 202, description = "Queued again; the status record.", body = JobStatus),
-        (status = 401, description = "Missing or unknown API key.", body = ErrorBody,
-            example = json!({"error": "send an API key as `Authorization: Bearer <key>` or `X-API-Key`", "code": "unauthorized"})),
         (status = 404, description = "No such job, or another tenant's.", body = ErrorBody,
             example = json!({"error": "job not found", "code": "not_found"})),
         (status = 409, description = "The job is neither dead nor failed.", body = ErrorBody,
             example = json!({"error": "job is running; only dead or failed jobs can be retried", "code": "conflict"})),
-        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait")),
-            example = json!({"error": "rate limit of this API key exceeded; retry later", "code": "rate_limited"})),
-        (status = 503, description = "Redis is unreachable (`queue_unavailable`); see `Retry-After`.", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait")),
-            example = json!({"error": "a backing service is unavailable; retry later", "code": "queue_unavailable"})),
-        (status = 500, description = "A bug; details only in the server logs.", body = ErrorBody,
-            example = json!({"error": "internal error", "code": "internal"})),
+        AuthErrors, QueueUnavailable,
     ),
 )]
 async fn retry_job(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    let caller = caller(&state, &headers)?;
     let job_id = parse_id(&id)?;
     let tenant = (!caller.admin).then_some(caller.tenant.as_str());
     match state.queue.requeue(&job_id, tenant).await? {
@@ -689,28 +560,18 @@ struct DeadQuery {
     security(("bearer" = []), ("api_key" = [])),
     params(DeadQuery),
     responses(
-        (status = 200, description = "Dead jobs with their last error.", body = crate::openapi::DeadList,
+        (status = 200, description = "Dead jobs with their last error.", body = DeadList,
             example = json!({"jobs": [{"id": "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b", "tenant": "acme", "error": {"code": "worker_crashed", "message": "processing started 5 times without finishing"}, "at": "2026-01-05T10:02:00.000Z"}]})),
         (status = 400, description = "A query string that does not parse (plain text from the query extractor, not JSON).",
             content_type = "text/plain", body = String),
-        (status = 401, description = "Missing or unknown API key.", body = ErrorBody,
-            example = json!({"error": "send an API key as `Authorization: Bearer <key>` or `X-API-Key`", "code": "unauthorized"})),
-        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait")),
-            example = json!({"error": "rate limit of this API key exceeded; retry later", "code": "rate_limited"})),
-        (status = 503, description = "Redis is unreachable (`queue_unavailable`); see `Retry-After`.", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait")),
-            example = json!({"error": "a backing service is unavailable; retry later", "code": "queue_unavailable"})),
-        (status = 500, description = "A bug; details only in the server logs.", body = ErrorBody,
-            example = json!({"error": "internal error", "code": "internal"})),
+        AuthErrors, QueueUnavailable,
     ),
 )]
 async fn list_dead(
     State(state): State<Shared>,
-    headers: HeaderMap,
     axum::extract::Query(q): axum::extract::Query<DeadQuery>,
+    caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = caller(&state, &headers)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let jobs: Vec<_> = state
         .queue
@@ -721,169 +582,4 @@ async fn list_dead(
         .take(limit)
         .collect();
     Ok(Json(serde_json::json!({ "jobs": jobs })))
-}
-
-/// Body of `POST /v1/uploads`; may be empty.
-#[derive(Deserialize, Default, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct UploadRequest {
-    /// Becomes the last part of the key (sanitised).
-    #[serde(default)]
-    filename: Option<String>,
-    /// An `image/*` type the PUT must then send.
-    #[serde(default)]
-    content_type: Option<String>,
-}
-
-/// A presigned PUT: upload with it, then create a job with `{"input": {"key": key}}`.
-#[derive(Serialize, utoipa::ToSchema)]
-struct UploadResponse {
-    /// Always `PUT`.
-    #[schema(value_type = String, example = "PUT")]
-    method: &'static str,
-    url: String,
-    bucket: String,
-    key: String,
-    expires_in_secs: u64,
-    /// Headers the PUT must carry for the signature to match.
-    #[schema(value_type = Object, example = json!({"content-type": "image/jpeg"}))]
-    headers: Map<String, Value>,
-}
-
-/// Presign an upload
-///
-/// A presigned PUT URL for a large photo to go straight to S3; then create a job that
-/// references its `key`.
-#[utoipa::path(
-    post,
-    path = "/v1/uploads",
-    tag = "uploads",
-    operation_id = "create_upload",
-    security(("bearer" = []), ("api_key" = [])),
-    request_body(content = Option<UploadRequest>, content_type = "application/json",
-        example = json!({"filename": "me.jpg", "content_type": "image/jpeg"})),
-    responses(
-        (status = 200, description = "The presigned PUT.", body = UploadResponse,
-            example = json!({"method": "PUT", "url": "http://127.0.0.1:8333/facecraft/uploads/acme/0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b/me.jpg?X-Amz-Signature=…", "bucket": "facecraft", "key": "uploads/acme/0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b/me.jpg", "expires_in_secs": 900, "headers": {"content-type": "image/jpeg"}})),
-        (status = 400, description = "Malformed JSON (`invalid_request`), unknown field (`invalid_params`), or a content type that is not `image/*`.", body = ErrorBody,
-            example = json!({"error": "content_type must be an image/* type", "code": "invalid_request"})),
-        (status = 401, description = "Missing or unknown API key.", body = ErrorBody,
-            example = json!({"error": "send an API key as `Authorization: Bearer <key>` or `X-API-Key`", "code": "unauthorized"})),
-        (status = 429, description = "The API key's rate limit is used up; see `Retry-After`.", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait")),
-            example = json!({"error": "rate limit of this API key exceeded; retry later", "code": "rate_limited"})),
-        (status = 500, description = "A bug; details only in the server logs.", body = ErrorBody,
-            example = json!({"error": "internal error", "code": "internal"})),
-    ),
-)]
-async fn create_upload(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<UploadResponse>, ApiError> {
-    let tenant = caller(&state, &headers)?.tenant;
-    let req: UploadRequest = if body.is_empty() {
-        UploadRequest::default()
-    } else {
-        parse_json(&body)?
-    };
-    if let Some(ct) = &req.content_type {
-        if !ct.starts_with("image/") || ct.len() > 100 {
-            return Err(invalid("content_type must be an image/* type"));
-        }
-    }
-    let key = format!(
-        "uploads/{tenant}/{}/{}",
-        JobId::new(),
-        sanitize_filename(req.filename.as_deref())
-    );
-    let obj = ObjectRef {
-        bucket: state.store.bucket().to_owned(),
-        key,
-    };
-    let url = state
-        .store
-        .presign_put(&obj, req.content_type.as_deref())
-        .await?;
-    let mut hdrs = Map::new();
-    if let Some(ct) = req.content_type {
-        hdrs.insert("content-type".into(), Value::String(ct));
-    }
-    Ok(Json(UploadResponse {
-        method: "PUT",
-        url,
-        bucket: obj.bucket,
-        key: obj.key,
-        expires_in_secs: state.store.presign_expiry().as_secs(),
-        headers: hdrs,
-    }))
-}
-
-/// Liveness
-///
-/// The process is up; checks nothing else.
-#[utoipa::path(
-    get,
-    path = "/healthz",
-    tag = "health",
-    operation_id = "healthz",
-    responses(
-        (status = 200, description = "Alive.", body = crate::openapi::Health, example = json!({"status": "ok"})),
-    ),
-)]
-async fn healthz() -> Json<Value> {
-    Json(serde_json::json!({"status": "ok"}))
-}
-
-/// Readiness
-///
-/// Redis and S3 both answer.
-#[utoipa::path(
-    get,
-    path = "/readyz",
-    tag = "health",
-    operation_id = "readyz",
-    responses(
-        (status = 200, description = "Ready.", body = crate::openapi::Readiness,
-            example = json!({"status": "ready", "redis": "ok", "s3": "ok"})),
-        (status = 503, description = "Redis or S3 does not answer. The body is the readiness report, not an error body.", body = crate::openapi::Readiness,
-            example = json!({"status": "unavailable", "redis": "ok", "s3": "unavailable"})),
-    ),
-)]
-async fn readyz(State(state): State<Shared>) -> Response {
-    let (redis, s3) = tokio::join!(state.queue.ping(), state.store.check());
-    let ok = redis.is_ok() && s3.is_ok();
-    if let Err(e) = &redis {
-        tracing::warn!(error = %e, "readiness: redis");
-    }
-    if let Err(e) = &s3 {
-        tracing::warn!(error = %e, "readiness: s3");
-    }
-    let body = serde_json::json!({
-        "status": if ok { "ready" } else { "unavailable" },
-        "redis": if redis.is_ok() { "ok" } else { "unavailable" },
-        "s3": if s3.is_ok() { "ok" } else { "unavailable" },
-    });
-    let code = if ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, Json(body)).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn filenames_are_sanitised() {
-        assert_eq!(sanitize_filename(Some("../../etc/passwd")), "passwd");
-        assert_eq!(
-            sanitize_filename(Some("C:\\x\\me photo.JPG")),
-            "mephoto.JPG"
-        );
-        assert_eq!(sanitize_filename(Some("..")), "input");
-        assert_eq!(sanitize_filename(None), "input");
-    }
 }

@@ -1,0 +1,243 @@
+//! The schemas the OpenAPI document names that no handler type carries: the error bodies, and
+//! the shapes of multipart forms and of answers built as JSON values. A leaf: it imports only the
+//! job contract, so handlers and the document can both use it.
+//!
+//! The `#[allow(dead_code)]` structs are never built; they exist for their `ToSchema` derive.
+
+use facecraft_contract::job::{JobParams, JobState, ObjectRef, OutputSpec};
+use facecraft_contract::{ErrorCode, JobError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Every error answer: `{"error": message, "code": code}` with a 4xx/5xx status.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Error, example = json!({"error": "job not found", "code": "not_found"}))]
+pub(crate) struct ErrorBody {
+    /// A human-readable message; a 500 says only `internal error`.
+    error: String,
+    code: ErrorCode,
+}
+
+/// `multipart/form-data` body of `POST /v1/jobs`: the photo, plus parameters either as one
+/// `params` JSON object or as single fields (`width=600`, `background=#ffffff`, ...); single
+/// fields win over `params`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct JobUpload {
+    /// The photo (JPEG, PNG, WebP, GIF, BMP or TIFF). The field may also be named `file`.
+    #[schema(value_type = String, format = Binary)]
+    image: Vec<u8>,
+    /// Portrait parameters as a JSON object, e.g. `{"width": 600, "height": 800}`.
+    #[schema(example = r#"{"width": 600, "height": 800}"#)]
+    params: Option<String>,
+    /// Same as the `Idempotency-Key` header.
+    idempotency_key: Option<String>,
+    /// Any field of `JobParams` may also be sent as a form field of its own.
+    #[schema(example = 600)]
+    width: Option<u32>,
+    #[schema(example = 800)]
+    height: Option<u32>,
+    #[schema(example = "#ffffff")]
+    background: Option<String>,
+}
+
+/// Response of `GET /v1/dead`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct DeadList {
+    jobs: Vec<DeadJob>,
+}
+
+/// A job in the dead stream.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct DeadJob {
+    #[schema(format = "uuid")]
+    id: String,
+    tenant: String,
+    /// The last error before the job was given up, when one was recorded.
+    error: Option<JobError>,
+    /// When it was declared dead, RFC 3339.
+    at: String,
+}
+
+/// Response of `GET /healthz`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct Health {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    status: String,
+}
+
+/// Response of `GET /readyz`: overall state and each backing service.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct Readiness {
+    /// `ready` or `unavailable`.
+    #[schema(example = "ready")]
+    status: String,
+    /// `ok` or `unavailable`.
+    #[schema(example = "ok")]
+    redis: String,
+    /// `ok` or `unavailable`.
+    #[schema(example = "ok")]
+    s3: String,
+}
+
+/// Error body of the Python-compatible routes: FastAPI's `detail`, here our stable code.
+#[derive(ToSchema)]
+#[schema(as = CompatError)]
+#[allow(dead_code)]
+pub(crate) struct CompatErrorBody {
+    detail: ErrorCode,
+    #[schema(example = "no face found in the photo")]
+    message: String,
+    /// The job's id, when one was created.
+    #[schema(format = "uuid")]
+    job_id: Option<String>,
+}
+
+/// Answer of `POST /api/v1/process`, success or failure (then `success: false`, `error`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ProcessResult {
+    success: bool,
+    #[schema(format = "uuid")]
+    job_id: Option<String>,
+    processing_time_ms: Option<u64>,
+    png_url: Option<String>,
+    jpg_url: Option<String>,
+    /// With `return_base64=true`.
+    png_base64: Option<String>,
+    jpg_base64: Option<String>,
+    error: Option<ErrorCode>,
+    error_message: Option<String>,
+    /// On failures, the code again (FastAPI's field).
+    detail: Option<ErrorCode>,
+}
+
+/// Form of `POST /api/v1/process` (the Python service's field names and defaults).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ProcessUpload {
+    /// The photo (`image` is accepted too).
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    #[schema(example = 648)]
+    width: Option<u32>,
+    #[schema(example = 648)]
+    height: Option<u32>,
+    #[schema(example = 240)]
+    background_r: Option<u8>,
+    #[schema(example = 240)]
+    background_g: Option<u8>,
+    #[schema(example = 240)]
+    background_b: Option<u8>,
+    #[schema(example = 0.3)]
+    face_margin: Option<f32>,
+    #[schema(example = true)]
+    use_oval_mask: Option<bool>,
+    #[schema(example = true)]
+    enhance_face: Option<bool>,
+    #[schema(example = 0.7)]
+    enhance_fidelity: Option<f32>,
+    #[schema(example = false)]
+    return_base64: Option<bool>,
+}
+
+/// Form of `POST /api/v1/process/quick`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct QuickUpload {
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// Side of the square PNG.
+    #[schema(example = 648)]
+    size: Option<u32>,
+}
+
+/// Multipart form of a batch: repeated `files` (or `file`, `image`) and shared parameters as
+/// fields.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct BatchUpload {
+    #[schema(value_type = Vec<String>, format = Binary)]
+    files: Vec<Vec<u8>>,
+    #[schema(example = 648)]
+    width: Option<u32>,
+    #[schema(example = 648)]
+    height: Option<u32>,
+}
+
+/// Answer of `POST /api/v1/process/batch`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct CompatBatchResult {
+    success: bool,
+    #[schema(format = "uuid")]
+    batch_id: String,
+    total: usize,
+    successful: usize,
+    failed: usize,
+    pending: usize,
+    results: Vec<CompatBatchItem>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct CompatBatchItem {
+    filename: Option<String>,
+    success: bool,
+    #[schema(format = "uuid")]
+    job_id: String,
+    state: JobState,
+    png_url: Option<String>,
+    jpg_url: Option<String>,
+    error: Option<ErrorCode>,
+    error_message: Option<String>,
+}
+
+/// Answer of `GET /ready`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct CompatReady {
+    ready: bool,
+    #[schema(example = "ready")]
+    status: String,
+    #[schema(example = "ok")]
+    redis: String,
+    #[schema(example = "ok")]
+    s3: String,
+}
+
+/// JSON body of `POST /v1/batches`.
+#[derive(ToSchema)]
+#[schema(as = BatchRequest)]
+#[allow(dead_code)]
+pub(crate) struct BatchRequestDoc {
+    inputs: Vec<ObjectRef>,
+    params: Option<JobParams>,
+    output: Option<OutputSpec>,
+}
+
+/// Answer of `POST /v1/batches`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct BatchCreated {
+    #[schema(format = "uuid")]
+    id: String,
+    total: usize,
+    jobs: Vec<BatchCreatedJob>,
+    #[schema(example = "/v1/batches/0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b")]
+    status_url: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct BatchCreatedJob {
+    #[schema(format = "uuid")]
+    id: String,
+    filename: Option<String>,
+    input: ObjectRef,
+}

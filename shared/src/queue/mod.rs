@@ -1,0 +1,299 @@
+//! The job queue on Redis Streams (DESIGN §4).
+//!
+//! Delivery is at-least-once: a worker that dies leaves its entry pending, and another worker's
+//! reaper claims it once its lease runs out. Every state change of a job is one Lua script, so
+//! the status record and the stream never disagree, and a terminal state is written only once.
+//!
+//! The Lua of every script lives in `scripts/`, one file each; the methods that run them are
+//! split by role: `submit` (what the API does to a job), `lease` (what a worker does with a
+//! delivery) and `inspect` (read-only views for the API, metrics and operators).
+
+mod inspect;
+mod lease;
+mod submit;
+
+use deadpool_redis::{Pool, Runtime};
+use redis::{AsyncCommands, AsyncConnectionConfig, Script};
+use serde::Serialize;
+
+use crate::config::{QueueSettings, RedisSettings};
+use facecraft_contract::error::ErrorCode;
+use facecraft_contract::job::JobId;
+
+pub use inspect::{DeadJob, FinishedStats, QueueStats, WorkerInfo};
+pub use lease::{Consumer, Delivery, Start};
+pub use submit::{CancelOutcome, Enqueued, ForgetOutcome, RequeueOutcome};
+
+/// Consumer group every worker joins.
+pub const GROUP: &str = "workers";
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("redis is unavailable: {0}")]
+    Unavailable(#[source] redis::RedisError),
+    #[error("no redis connection available: {0}")]
+    Pool(String),
+    #[error("the queue already holds {0} waiting jobs")]
+    Full(u64),
+    #[error("job record {id} is unreadable: {reason}")]
+    Corrupt { id: String, reason: String },
+    #[error("redis answered unexpectedly: {0}")]
+    Protocol(String),
+}
+
+impl QueueError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Unavailable(_) | Self::Pool(_) => ErrorCode::QueueUnavailable,
+            Self::Full(_) => ErrorCode::QueueFull,
+            Self::Corrupt { .. } | Self::Protocol(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<redis::RedisError> for QueueError {
+    fn from(e: redis::RedisError) -> Self {
+        Self::Unavailable(e)
+    }
+}
+
+impl From<deadpool_redis::PoolError> for QueueError {
+    fn from(e: deadpool_redis::PoolError) -> Self {
+        match e {
+            deadpool_redis::PoolError::Backend(e) => Self::Unavailable(e),
+            other => Self::Pool(other.to_string()),
+        }
+    }
+}
+
+/// Key names under one prefix.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+    pub fn stream(&self) -> String {
+        format!("{}:jobs", self.prefix)
+    }
+    pub fn job(&self, id: &JobId) -> String {
+        format!("{}:job:{id}", self.prefix)
+    }
+    pub fn idem(&self, tenant: &str, key: &str) -> String {
+        format!("{}:idem:{tenant}:{key}", self.prefix)
+    }
+    pub fn dead(&self) -> String {
+        format!("{}:dead", self.prefix)
+    }
+    pub fn delayed(&self) -> String {
+        format!("{}:delayed", self.prefix)
+    }
+    pub fn events(&self, id: &JobId) -> String {
+        format!("{}:events:{id}", self.prefix)
+    }
+    /// Counters of finished jobs (hash), kept by the finishing script.
+    pub fn finished(&self) -> String {
+        format!("{}:stats:finished", self.prefix)
+    }
+    pub fn batch(&self, id: &JobId) -> String {
+        format!("{}:batch:{id}", self.prefix)
+    }
+}
+
+/// Reads after an enqueue timed out, each up to the response timeout, before the enqueue is
+/// reported failed.
+const SETTLE_READS: usize = 4;
+
+/// Functions prepended to the scripts that use them.
+const LUA_HELPERS: &str = include_str!("scripts/helpers.lua");
+
+struct Scripts {
+    enqueue: Script,
+    enqueue_batch: Script,
+    forget: Script,
+    start: Script,
+    progress: Script,
+    finish: Script,
+    retry: Script,
+    dead: Script,
+    cancel: Script,
+    requeue: Script,
+    promote: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        let with_helpers = |body: &str| Script::new(&format!("{LUA_HELPERS}\n{body}"));
+        Self {
+            enqueue: Script::new(include_str!("scripts/enqueue.lua")),
+            enqueue_batch: Script::new(include_str!("scripts/enqueue_batch.lua")),
+            forget: with_helpers(include_str!("scripts/forget.lua")),
+            start: with_helpers(include_str!("scripts/start.lua")),
+            progress: Script::new(include_str!("scripts/progress.lua")),
+            finish: with_helpers(include_str!("scripts/finish.lua")),
+            retry: with_helpers(include_str!("scripts/retry.lua")),
+            dead: with_helpers(include_str!("scripts/dead.lua")),
+            cancel: with_helpers(include_str!("scripts/cancel.lua")),
+            requeue: Script::new(include_str!("scripts/requeue.lua")),
+            promote: Script::new(include_str!("scripts/promote.lua")),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Event<'a> {
+    state: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stage: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    percent: Option<u8>,
+}
+
+fn event(state: &str, stage: Option<&str>, percent: Option<u8>) -> String {
+    serde_json::to_string(&Event {
+        state,
+        stage,
+        percent,
+    })
+    .unwrap_or_default()
+}
+
+/// Handle to the queue; cheap to clone.
+#[derive(Clone)]
+pub struct Queue {
+    pool: Pool,
+    keys: Keys,
+    settings: QueueSettings,
+    redis: RedisSettings,
+    scripts: std::sync::Arc<Scripts>,
+    /// Jobs this process created (not idempotent repeats), for metrics.
+    enqueued: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Queue {
+    /// Builds the pool; connects lazily, so Redis may come up later.
+    pub fn new(redis: &RedisSettings, settings: &QueueSettings) -> Result<Self, QueueError> {
+        let conn_config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(redis.timeout()))
+            .set_response_timeout(Some(redis.timeout()));
+        let manager = deadpool_redis::Manager::new_with_config(redis.url.as_str(), conn_config)?;
+        let pool = Pool::builder(manager)
+            .max_size(redis.pool_size)
+            .wait_timeout(Some(redis.timeout()))
+            .create_timeout(Some(redis.timeout()))
+            .recycle_timeout(Some(redis.timeout()))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| QueueError::Pool(e.to_string()))?;
+        Ok(Self {
+            pool,
+            keys: Keys::new(&redis.prefix),
+            settings: settings.clone(),
+            redis: redis.clone(),
+            scripts: std::sync::Arc::new(Scripts::new()),
+            enqueued: Default::default(),
+        })
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub fn settings(&self) -> &QueueSettings {
+        &self.settings
+    }
+
+    async fn conn(&self) -> Result<deadpool_redis::Connection, QueueError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Decides an enqueue whose answer did not come in time. Redis may have run the script and
+    /// the answer be late or lost (a stalled server, a slow network): a client told "503" would
+    /// then submit again and get a second job. Redis runs one connection's commands in order, so
+    /// a read of `key` (what the script writes) sent after it on the same connection tells what
+    /// happened. `Ok` means the script ran; any other failure gives back `error`.
+    async fn settle(
+        &self,
+        c: &mut deadpool_redis::Connection,
+        error: redis::RedisError,
+        key: &str,
+    ) -> Result<(), QueueError> {
+        if !error.is_timeout() {
+            return Err(error.into());
+        }
+        // Each read waits up to the response timeout; a few cover a stall of several.
+        for _ in 0..SETTLE_READS {
+            match c.exists::<_, bool>(key).await {
+                Ok(true) => {
+                    tracing::warn!(key, "enqueue answer timed out, but the script ran");
+                    return Ok(());
+                }
+                Ok(false) => break,
+                Err(e) if e.is_timeout() => continue,
+                Err(_) => break,
+            }
+        }
+        Err(error.into())
+    }
+
+    /// PING, for readiness checks.
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        let mut c = self.conn().await?;
+        let _: String = redis::cmd("PING").query_async(&mut c).await?;
+        Ok(())
+    }
+
+    /// Creates the consumer group (and the stream) if missing. Reads from the start of the
+    /// stream so jobs enqueued before the first worker are not skipped.
+    pub async fn ensure_group(&self) -> Result<(), QueueError> {
+        let mut c = self.conn().await?;
+        let res: redis::RedisResult<()> = c
+            .xgroup_create_mkstream(self.keys.stream(), GROUP, "0")
+            .await;
+        match res {
+            Ok(()) => Ok(()),
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Subscribes to the job's events channel on a connection of its own. Every message on it
+    /// means the status record changed; the record itself stays the source of truth. Once this
+    /// returns, no later change is missed (the subscription is confirmed by Redis).
+    pub async fn subscribe(&self, id: &JobId) -> Result<JobEvents, QueueError> {
+        let client = redis::Client::open(self.redis.url.as_str())?;
+        let timeout = self.redis.timeout();
+        let subscribe = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(self.keys.events(id)).await?;
+            Ok::<_, QueueError>(pubsub)
+        };
+        let pubsub = tokio::time::timeout(timeout, subscribe)
+            .await
+            .map_err(|_| {
+                QueueError::Protocol(format!("SUBSCRIBE gave no answer within {timeout:?}"))
+            })??;
+        Ok(JobEvents {
+            stream: pubsub.into_on_message(),
+        })
+    }
+}
+
+/// Change notices of one job, from [`Queue::subscribe`]. Dropping it closes the connection.
+pub struct JobEvents {
+    stream: redis::aio::PubSubStream,
+}
+
+impl JobEvents {
+    /// Waits for the next notice; `None` once the connection is gone (Redis restarted, network
+    /// cut): the caller then has to read the status by other means.
+    pub async fn next(&mut self) -> Option<()> {
+        use futures::StreamExt;
+        self.stream.next().await.map(|_| ())
+    }
+}
