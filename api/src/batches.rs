@@ -13,8 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use facecraft_contract::job::{
-    default_output_prefix, now_ms, rfc3339_ms, validate_key, validate_prefix, Format, JobId,
-    JobParams, JobState, ObjectRef, OutputSpec,
+    now_ms, rfc3339_ms, validate_key, Format, JobId, JobParams, JobState, ObjectRef, OutputSpec,
 };
 use facecraft_contract::ErrorCode;
 use serde::{Deserialize, Serialize};
@@ -145,19 +144,8 @@ struct OutputRequest {
 }
 
 fn output_spec(state: &AppState, o: Option<OutputRequest>) -> Result<OutputSpec, ApiError> {
-    let spec = match o {
-        Some(o) => OutputSpec {
-            bucket: o.bucket.unwrap_or_else(|| state.store.bucket().to_owned()),
-            prefix: o.prefix.unwrap_or_else(default_output_prefix),
-        },
-        None => OutputSpec {
-            bucket: state.store.bucket().to_owned(),
-            prefix: default_output_prefix(),
-        },
-    };
-    submit::check_bucket(state, &spec.bucket)?;
-    validate_prefix(&spec.prefix).map_err(invalid)?;
-    Ok(spec)
+    let (bucket, prefix) = o.map(|o| (o.bucket, o.prefix)).unwrap_or_default();
+    submit::output_spec(state, bucket, prefix)
 }
 
 /// Parameters of a multipart batch: a `params` JSON object and/or single fields, as on
@@ -299,11 +287,11 @@ async fn create_batch(
         jobs: batch.jobs,
         status_url: location.clone(),
     };
-    let mut resp = (StatusCode::ACCEPTED, Json(body)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(resp)
+    Ok(submit::with_location(
+        StatusCode::ACCEPTED,
+        Json(body),
+        &location,
+    ))
 }
 
 /// The batch record, if the caller may see it (its tenant, or an admin).

@@ -8,9 +8,10 @@ use axum::body::Bytes;
 use axum::extract::multipart::{Field, MultipartError};
 use axum::extract::Multipart;
 use axum::http::StatusCode;
+use axum::response::IntoResponse as _;
 use facecraft_contract::job::{
-    default_output_prefix, now_ms, validate_bucket, Job, JobId, JobParams, JobStatus, ObjectRef,
-    OutputSpec,
+    default_output_prefix, now_ms, validate_bucket, validate_prefix, Job, JobId, JobParams,
+    JobStatus, ObjectRef, OutputSpec,
 };
 use facecraft_contract::ErrorCode;
 use serde_json::{Map, Value};
@@ -84,6 +85,35 @@ pub(crate) fn upload_ref(
         bucket: state.store.bucket().to_owned(),
         key: format!("uploads/{tenant}/{id}/{}", sanitize_filename(filename)),
     }
+}
+
+/// Where a job's results go: the requested bucket and prefix, or the configured bucket and
+/// `results/`; the bucket must be allowed and the prefix valid.
+pub(crate) fn output_spec(
+    state: &AppState,
+    bucket: Option<String>,
+    prefix: Option<String>,
+) -> Result<OutputSpec, ApiError> {
+    let spec = OutputSpec {
+        bucket: bucket.unwrap_or_else(|| state.store.bucket().to_owned()),
+        prefix: prefix.unwrap_or_else(default_output_prefix),
+    };
+    check_bucket(state, &spec.bucket)?;
+    validate_prefix(&spec.prefix).map_err(invalid)?;
+    Ok(spec)
+}
+
+/// `body` with `status` and a `Location` header pointing at `location`.
+pub(crate) fn with_location(
+    status: StatusCode,
+    body: impl axum::response::IntoResponse,
+    location: &str,
+) -> axum::response::Response {
+    let mut resp = (status, body).into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(location) {
+        resp.headers_mut().insert(axum::http::header::LOCATION, v);
+    }
+    resp
 }
 
 pub(crate) fn check_bucket(state: &AppState, bucket: &str) -> Result<(), ApiError> {

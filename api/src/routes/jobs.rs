@@ -5,13 +5,12 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use facecraft_contract::job::{
-    default_output_prefix, now_ms, validate_key, validate_prefix, Format, Job, JobId, JobParams,
-    JobState, JobStatus, ObjectRef, OutputSpec,
+    now_ms, validate_key, Format, Job, JobId, JobParams, JobState, JobStatus, ObjectRef,
 };
 use facecraft_contract::ErrorCode;
 use facecraft_shared::queue::{CancelOutcome, Enqueued, RequeueOutcome};
@@ -22,7 +21,9 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::responses::{AuthErrors, BackendUnavailable, QueueUnavailable};
 use crate::schema::{DeadList, ErrorBody, JobUpload};
-use crate::submit::{body_error, check_bucket, invalid, parse_json, read_limited, upload_ref};
+use crate::submit::{
+    self, body_error, check_bucket, invalid, parse_json, read_limited, upload_ref,
+};
 use crate::AppState;
 
 type Shared = Arc<AppState>;
@@ -212,18 +213,8 @@ async fn create_job(
         .map_err(|e| ApiError::bad_request(ErrorCode::InvalidParams, e))?;
     check_bucket(&state, &input.bucket)?;
     validate_key(&input.key).map_err(invalid)?;
-    let output = match output {
-        Some(o) => OutputSpec {
-            bucket: o.bucket.unwrap_or_else(|| state.store.bucket().to_owned()),
-            prefix: o.prefix.unwrap_or_else(default_output_prefix),
-        },
-        None => OutputSpec {
-            bucket: state.store.bucket().to_owned(),
-            prefix: default_output_prefix(),
-        },
-    };
-    check_bucket(&state, &output.bucket)?;
-    validate_prefix(&output.prefix).map_err(invalid)?;
+    let (out_bucket, out_prefix) = output.map(|o| (o.bucket, o.prefix)).unwrap_or_default();
+    let output = submit::output_spec(&state, out_bucket, out_prefix)?;
     let idempotency_key = header_idem.or(body_idem);
     if let Some(k) = &idempotency_key {
         check_idempotency_key(k)?;
@@ -252,11 +243,7 @@ async fn create_job(
         }
     };
     let location = format!("/v1/jobs/{}", status.id);
-    let mut resp = (code, Json(status)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(resp)
+    Ok(submit::with_location(code, Json(status), &location))
 }
 
 /// Multipart fields: the image, an optional `params` JSON object, and single params as fields.
