@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use facecraft_contract::job::{Detector, FaceBox, FaceInfo, FacePolicy, Format, JobParams};
 use facecraft_contract::ErrorCode;
+use image::buffer::ConvertBuffer;
 use image::imageops::{self, FilterType};
 use image::{RgbImage, RgbaImage};
 
@@ -580,7 +581,7 @@ fn rotate_about_center(img: &RgbImage, deg: f32) -> (RgbImage, Affine) {
 /// kept hard on purpose: a soft ramp into the grey gives detectors a gradient that a face
 /// cut by the border does not have in the photo.
 fn sample(img: &RgbImage, w: u32, h: u32, back: &Affine) -> RgbImage {
-    let rgba = image::DynamicImage::ImageRgb8(img.clone()).into_rgba8();
+    let rgba: RgbaImage = img.convert();
     let turned = align::warp(&rgba, w, h, back);
     RgbImage::from_fn(w, h, |x, y| {
         let [r, g, b, a] = turned.get_pixel(x, y).0;
