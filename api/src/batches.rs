@@ -23,7 +23,9 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::responses::{AuthErrors, BatchUnavailable};
 use crate::schema::{BatchCreated, BatchRequestDoc, BatchUpload, ErrorBody};
-use crate::submit::{self, invalid, invalid_params, StoredUpload, RESULT_MAX_BYTES};
+use crate::submit::{
+    self, invalid, invalid_params, InputRef, OutputRequest, StoredUpload, RESULT_MAX_BYTES,
+};
 use crate::AppState;
 
 type Shared = Arc<AppState>;
@@ -126,28 +128,6 @@ struct BatchRequest {
     output: Option<OutputRequest>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InputRef {
-    #[serde(default)]
-    bucket: Option<String>,
-    key: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OutputRequest {
-    #[serde(default)]
-    bucket: Option<String>,
-    #[serde(default)]
-    prefix: Option<String>,
-}
-
-fn output_spec(state: &AppState, o: Option<OutputRequest>) -> Result<OutputSpec, ApiError> {
-    let (bucket, prefix) = o.map(|o| (o.bucket, o.prefix)).unwrap_or_default();
-    submit::output_spec(state, bucket, prefix)
-}
-
 /// Parameters of a multipart batch: a `params` JSON object and/or single fields, as on
 /// `POST /v1/jobs`.
 fn form_params(fields: &Map<String, Value>) -> Result<JobParams, ApiError> {
@@ -237,13 +217,10 @@ async fn create_batch(
         if r.inputs.is_empty() || r.inputs.len() > max {
             return Err(invalid(format!("a batch holds 1-{max} inputs")));
         }
-        let output = output_spec(&state, r.output)?;
+        let output = OutputRequest::resolve(r.output, &state)?;
         let mut inputs = Vec::with_capacity(r.inputs.len());
         for i in r.inputs {
-            let input = ObjectRef {
-                bucket: i.bucket.unwrap_or_else(|| state.store.bucket().to_owned()),
-                key: i.key,
-            };
+            let input = i.resolve(&state);
             submit::check_bucket(&state, &input.bucket)?;
             validate_key(&input.key).map_err(invalid)?;
             inputs.push(StoredUpload {

@@ -14,6 +14,7 @@ use facecraft_contract::job::{
     JobStatus, ObjectRef, OutputSpec,
 };
 use facecraft_contract::ErrorCode;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
@@ -87,20 +88,55 @@ pub(crate) fn upload_ref(
     }
 }
 
-/// Where a job's results go: the requested bucket and prefix, or the configured bucket and
-/// `results/`; the bucket must be allowed and the prefix valid.
-pub(crate) fn output_spec(
-    state: &AppState,
+/// The input photo in S3.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InputRef {
+    /// Default: the configured bucket; others only if `FACECRAFT_ALLOWED_BUCKETS` lists them.
+    #[serde(default)]
     bucket: Option<String>,
+    /// Object key; no leading `/`, no `.` or `..` segments.
+    key: String,
+}
+
+impl InputRef {
+    /// The object, in the configured bucket unless the request names one (checked later,
+    /// with the key).
+    pub(crate) fn resolve(self, state: &AppState) -> ObjectRef {
+        ObjectRef {
+            bucket: self
+                .bucket
+                .unwrap_or_else(|| state.store.bucket().to_owned()),
+            key: self.key,
+        }
+    }
+}
+
+/// Where results go: `{prefix}{id}/portrait.{png,jpg}`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OutputRequest {
+    /// Default: the configured bucket.
+    #[serde(default)]
+    bucket: Option<String>,
+    /// Empty, or ending with `/`. Default `results/`.
+    #[serde(default)]
     prefix: Option<String>,
-) -> Result<OutputSpec, ApiError> {
-    let spec = OutputSpec {
-        bucket: bucket.unwrap_or_else(|| state.store.bucket().to_owned()),
-        prefix: prefix.unwrap_or_else(default_output_prefix),
-    };
-    check_bucket(state, &spec.bucket)?;
-    validate_prefix(&spec.prefix).map_err(invalid)?;
-    Ok(spec)
+}
+
+impl OutputRequest {
+    /// Where a job's results go: the requested bucket and prefix, or the configured bucket
+    /// and `results/`; the bucket must be allowed and the prefix valid.
+    pub(crate) fn resolve(request: Option<Self>, state: &AppState) -> Result<OutputSpec, ApiError> {
+        let (bucket, prefix) = request.map(|o| (o.bucket, o.prefix)).unwrap_or_default();
+        let spec = OutputSpec {
+            bucket: bucket.unwrap_or_else(|| state.store.bucket().to_owned()),
+            prefix: prefix.unwrap_or_else(default_output_prefix),
+        };
+        check_bucket(state, &spec.bucket)?;
+        validate_prefix(&spec.prefix).map_err(invalid)?;
+        Ok(spec)
+    }
 }
 
 /// `body` with `status` and a `Location` header pointing at `location`.

@@ -22,7 +22,8 @@ use crate::error::ApiError;
 use crate::responses::{AuthErrors, BackendUnavailable, QueueUnavailable};
 use crate::schema::{DeadList, ErrorBody, JobUpload};
 use crate::submit::{
-    self, body_error, check_bucket, invalid, parse_json, read_limited, upload_ref,
+    self, body_error, check_bucket, invalid, parse_json, read_limited, upload_ref, InputRef,
+    OutputRequest,
 };
 use crate::AppState;
 
@@ -52,29 +53,6 @@ struct JobRequest {
     /// characters). The `Idempotency-Key` header wins over this field.
     #[serde(default)]
     idempotency_key: Option<String>,
-}
-
-/// The input photo in S3.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct InputRef {
-    /// Default: the configured bucket; others only if `FACECRAFT_ALLOWED_BUCKETS` lists them.
-    #[serde(default)]
-    bucket: Option<String>,
-    /// Object key; no leading `/`, no `.` or `..` segments.
-    key: String,
-}
-
-/// Where results go: `{prefix}{id}/portrait.{png,jpg}`.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct OutputRequest {
-    /// Default: the configured bucket.
-    #[serde(default)]
-    bucket: Option<String>,
-    /// Empty, or ending with `/`. Default `results/`.
-    #[serde(default)]
-    prefix: Option<String>,
 }
 
 fn check_idempotency_key(key: &str) -> Result<(), ApiError> {
@@ -161,15 +139,8 @@ async fn create_job(
             .await
             .map_err(|e| body_error(e.status(), e.body_text()))?;
         let r: JobRequest = parse_json(&body)?;
-        let bucket = r
-            .input
-            .bucket
-            .unwrap_or_else(|| state.store.bucket().to_owned());
         (
-            ObjectRef {
-                bucket,
-                key: r.input.key,
-            },
+            r.input.resolve(&state),
             r.params,
             r.output,
             r.idempotency_key,
@@ -213,8 +184,7 @@ async fn create_job(
         .map_err(|e| ApiError::bad_request(ErrorCode::InvalidParams, e))?;
     check_bucket(&state, &input.bucket)?;
     validate_key(&input.key).map_err(invalid)?;
-    let (out_bucket, out_prefix) = output.map(|o| (o.bucket, o.prefix)).unwrap_or_default();
-    let output = submit::output_spec(&state, out_bucket, out_prefix)?;
+    let output = OutputRequest::resolve(output, &state)?;
     let idempotency_key = header_idem.or(body_idem);
     if let Some(k) = &idempotency_key {
         check_idempotency_key(k)?;
