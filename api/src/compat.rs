@@ -13,7 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use facecraft_contract::job::{Format, JobId, JobParams, JobState, JobStatus, ObjectRef, Rgb};
+use facecraft_contract::job::{
+    Format, JobId, JobParams, JobState, JobStatus, ObjectRef, Preset, QualityPolicy, QualityReport,
+    QualityWarning, Rgb,
+};
 use facecraft_contract::ErrorCode;
 use facecraft_shared::queue::{CancelOutcome, ForgetOutcome};
 use serde::Serialize;
@@ -72,14 +75,56 @@ fn parse_num<T: std::str::FromStr>(name: &str, v: &str, what: &str) -> Result<T,
         .map_err(|_| invalid_params(format!("{name} must be {what}, got `{v}`")))
 }
 
+/// `preset` named by a form field; an unknown name is `invalid_params`.
+fn parse_preset(v: &str) -> Result<Preset, ApiError> {
+    Preset::from_name(v.trim()).ok_or_else(|| {
+        let names: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
+        invalid_params(format!("unknown preset `{v}`; one of {}", names.join(", ")))
+    })
+}
+
+fn parse_quality(name: &str, v: &str) -> Result<QualityPolicy, ApiError> {
+    serde_json::from_value(Value::String(v.trim().to_owned()))
+        .map_err(|_| invalid_params(format!("{name} must be report or strict, got `{v}`")))
+}
+
+/// `base` with `preset`'s values for every parameter `base` leaves at its default: what the
+/// job contract does for a JSON request that names a preset.
+fn with_preset(base: &JobParams, preset: Preset) -> Result<JobParams, ApiError> {
+    let internal = |e: serde_json::Error| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            e.to_string(),
+        )
+    };
+    let defaults = serde_json::to_value(JobParams::default()).map_err(internal)?;
+    let mut given = Map::new();
+    if let Value::Object(base) = serde_json::to_value(base).map_err(internal)? {
+        for (k, v) in base {
+            if defaults.get(&k) != Some(&v) {
+                given.insert(k, v);
+            }
+        }
+    }
+    given.insert("preset".into(), preset.name().into());
+    serde_json::from_value(Value::Object(given)).map_err(|e| invalid_params(e.to_string()))
+}
+
 /// Maps the form fields `allowed` of the old API onto job parameters, validated. Fields it does
-/// not know are refused (the old service ignored them, hiding typos).
+/// not know are refused (the old service ignored them, hiding typos). A `preset` (ours) stands
+/// in for the defaults of every field not given, whatever the fields' order.
 pub(crate) fn process_form(
     fields: &Map<String, Value>,
     allowed: &[&str],
     base: JobParams,
 ) -> Result<ProcessForm, ApiError> {
-    let mut p = base;
+    let mut p = match fields.get("preset") {
+        Some(v) if allowed.contains(&"preset") => {
+            with_preset(&base, parse_preset(v.as_str().unwrap_or_default())?)?
+        }
+        _ => base,
+    };
     let mut rgb = p.background.0;
     let mut return_base64 = false;
     for (name, value) in fields {
@@ -105,6 +150,9 @@ pub(crate) fn process_form(
             "enhance_face" => p.enhance = parse_bool(name, v)?,
             "enhance_fidelity" => p.enhance_fidelity = parse_num(name, v, "a number")?,
             "return_base64" => return_base64 = parse_bool(name, v)?,
+            // Applied before the other fields, above.
+            "preset" => {}
+            "quality" => p.quality = parse_quality(name, v)?,
             _ => return Err(invalid_params(format!("unknown field `{name}`"))),
         }
     }
@@ -127,6 +175,8 @@ const PROCESS_FIELDS: &[&str] = &[
     "enhance_face",
     "enhance_fidelity",
     "return_base64",
+    "preset",
+    "quality",
 ];
 const BATCH_FIELDS: &[&str] = &[
     "width",
@@ -138,6 +188,8 @@ const BATCH_FIELDS: &[&str] = &[
     "use_oval_mask",
     "enhance_face",
     "enhance_fidelity",
+    "preset",
+    "quality",
 ];
 
 fn download_url(id: &JobId, format: Format) -> String {
@@ -155,6 +207,20 @@ fn result_object(status: &JobStatus, format: Format) -> Option<ObjectRef> {
             bucket: o.bucket.clone(),
             key: o.key.clone(),
         })
+}
+
+/// The quality report of a succeeded job, when the worker measured one.
+fn quality_report(status: &JobStatus) -> Option<QualityReport> {
+    status.result.as_ref()?.quality.clone()
+}
+
+/// The quality warnings that failed a job (`quality_rejected`), else none.
+fn failure_warnings(status: &JobStatus) -> Vec<QualityWarning> {
+    status
+        .error
+        .as_ref()
+        .map(|e| e.warnings.clone())
+        .unwrap_or_default()
 }
 
 fn processing_time_ms(status: &JobStatus) -> u64 {
@@ -246,7 +312,9 @@ async fn run_one(
             Err(CompatError::from(still_running(&job.id, state.compat_wait)).with_job(job.id))
         }
         Some(s) if s.state == JobState::Succeeded => Ok((s, parsed)),
-        Some(s) => Err(CompatError::from(ended_error(&s)).with_job(job.id)),
+        Some(s) => Err(CompatError::from(ended_error(&s))
+            .with_job(job.id)
+            .with_warnings(failure_warnings(&s))),
     }
 }
 
@@ -263,6 +331,9 @@ struct ProcessResponse {
     jpg_base64: Option<String>,
     error: Option<String>,
     error_message: Option<String>,
+    /// Facecraft's addition: the portrait's quality report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quality: Option<QualityReport>,
 }
 
 /// Process a photo (Python-compatible)
@@ -316,6 +387,7 @@ async fn process(
         jpg_base64: None,
         error: None,
         error_message: None,
+        quality: quality_report(&status),
     };
     if form.return_base64 {
         let b64 = base64::engine::general_purpose::STANDARD;
@@ -396,6 +468,12 @@ struct BatchItem {
     jpg_url: Option<String>,
     error: Option<&'static str>,
     error_message: Option<String>,
+    /// Facecraft's addition: the portrait's quality report, for a succeeded file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quality: Option<QualityReport>,
+    /// Facecraft's addition: the warnings that failed a `quality=strict` file.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<QualityWarning>,
 }
 
 /// Repeated `files` (also `file`, `image`) with shared parameters. Answers 200 with one result
@@ -478,6 +556,8 @@ async fn batch(
             jpg_url: url(Format::Jpg),
             error,
             error_message: message,
+            quality: status.as_ref().and_then(quality_report),
+            warnings: status.as_ref().map(failure_warnings).unwrap_or_default(),
         });
     }
     let successful = items.iter().filter(|i| i.success).count();
@@ -789,5 +869,89 @@ mod tests {
         .is_err());
         let q = process_form(&fields(&[("size", "300")]), &["size"], JobParams::default()).unwrap();
         assert_eq!((q.params.width, q.params.height), (300, 300));
+    }
+
+    #[test]
+    fn a_preset_fills_in_the_fields_not_given() {
+        for allowed in [PROCESS_FIELDS, BATCH_FIELDS] {
+            let f = process_form(
+                &fields(&[("preset", "passport")]),
+                allowed,
+                JobParams::default(),
+            )
+            .unwrap();
+            assert_eq!(f.params, Preset::Passport.params());
+        }
+        // Fields given win over the preset, whichever comes first in the form.
+        let f = process_form(
+            &fields(&[
+                ("width", "700"),
+                ("preset", "us_visa"),
+                ("background_r", "10"),
+                ("quality", "strict"),
+            ]),
+            PROCESS_FIELDS,
+            JobParams::default(),
+        )
+        .unwrap();
+        assert_eq!(f.params.preset, Some(Preset::UsVisa));
+        assert_eq!((f.params.width, f.params.height), (700, 600));
+        assert_eq!(
+            f.params.background,
+            Rgb([10, 255, 255]),
+            "the preset's white"
+        );
+        assert!(!f.params.oval_mask);
+        assert_eq!(f.params.quality, QualityPolicy::Strict);
+        let f = process_form(
+            &fields(&[("quality", "report")]),
+            BATCH_FIELDS,
+            JobParams::default(),
+        )
+        .unwrap();
+        assert_eq!(f.params.quality, QualityPolicy::Report);
+        assert_eq!(f.params.preset, None);
+        // What the endpoint itself sets (the quick PNG) stays.
+        let base = JobParams {
+            formats: vec![Format::Png],
+            ..JobParams::default()
+        };
+        let p = with_preset(&base, Preset::Badge).unwrap();
+        assert_eq!(p.formats, vec![Format::Png]);
+        assert_eq!((p.width, p.height), (480, 640));
+    }
+
+    #[test]
+    fn an_unknown_preset_or_quality_is_invalid_params() {
+        for (k, v, says) in [
+            (
+                "preset",
+                "visa",
+                "unknown preset `visa`; one of ad, passport, us_visa, badge",
+            ),
+            ("preset", "", "unknown preset"),
+            ("quality", "lenient", "quality must be report or strict"),
+        ] {
+            let e =
+                process_form(&fields(&[(k, v)]), PROCESS_FIELDS, JobParams::default()).unwrap_err();
+            assert_eq!(
+                (e.status, e.code),
+                (StatusCode::BAD_REQUEST, ErrorCode::InvalidParams),
+                "{k}={v}"
+            );
+            assert!(e.message.contains(says), "{k}={v}: {}", e.message);
+        }
+        // The quick endpoint takes `size` only.
+        let e = process_form(
+            &fields(&[("preset", "ad")]),
+            &["size"],
+            JobParams::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("unknown field `preset`"),
+            "{}",
+            e.message
+        );
     }
 }

@@ -5,7 +5,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use facecraft_contract::job::JobId;
+use facecraft_contract::job::{JobId, QualityWarning};
 use facecraft_contract::ErrorCode;
 use facecraft_shared::queue::QueueError;
 use facecraft_shared::store::StoreError;
@@ -140,6 +140,9 @@ pub(crate) struct CompatError {
     job_id: Option<JobId>,
     /// `/api/v1/process` answers its own result shape with `success: false`.
     process_shape: bool,
+    /// The quality warnings of a job that failed `quality_rejected`; a `warnings` field when
+    /// there are any.
+    warnings: Vec<QualityWarning>,
 }
 
 impl From<ApiError> for CompatError {
@@ -148,6 +151,7 @@ impl From<ApiError> for CompatError {
             error,
             job_id: None,
             process_shape: false,
+            warnings: Vec::new(),
         }
     }
 }
@@ -174,6 +178,11 @@ impl CompatError {
         self.process_shape = true;
         self
     }
+
+    pub(crate) fn with_warnings(mut self, warnings: Vec<QualityWarning>) -> Self {
+        self.warnings = warnings;
+        self
+    }
 }
 
 impl IntoResponse for CompatError {
@@ -187,7 +196,7 @@ impl IntoResponse for CompatError {
         } else {
             e.message
         };
-        let body = if self.process_shape {
+        let mut body = if self.process_shape {
             json!({
                 "success": false,
                 "job_id": self.job_id,
@@ -205,6 +214,9 @@ impl IntoResponse for CompatError {
             }
             b
         };
+        if !self.warnings.is_empty() {
+            body["warnings"] = json!(self.warnings);
+        }
         let mut resp = (e.status, Json(body)).into_response();
         if let Some(secs) = e.retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
@@ -217,5 +229,38 @@ impl IntoResponse for CompatError {
             }
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(resp: Response) -> Value {
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn compat_errors_list_the_warnings_of_a_strict_failure() {
+        let rejected = || {
+            CompatError::from(ApiError::bad_request(
+                ErrorCode::QualityRejected,
+                "the portrait fails the quality check",
+            ))
+            .with_warnings(vec![QualityWarning::Blurry, QualityWarning::Padded])
+        };
+        let b = body(rejected().into_response()).await;
+        assert_eq!(b["detail"], "quality_rejected");
+        assert_eq!(b["warnings"], json!(["blurry", "padded"]));
+        let b = body(rejected().process().into_response()).await;
+        assert_eq!(b["error"], "quality_rejected");
+        assert_eq!(b["warnings"], json!(["blurry", "padded"]));
+        // Without warnings there is no field.
+        let plain = CompatError::from(ApiError::bad_request(ErrorCode::NoFaceDetected, "none"));
+        let b = body(plain.process().into_response()).await;
+        assert!(b.get("warnings").is_none(), "{b}");
     }
 }

@@ -8,7 +8,8 @@
 
 use facecraft_contract::job::{
     Detector, FaceBox, FaceInfo, FacePolicy, Format, JobParams, JobResult, JobState, JobStatus,
-    ObjectRef, OutputObject, OutputSpec, Progress, Rgb, SegmentationModel,
+    ObjectRef, OutputObject, OutputSpec, Preset, Progress, QualityPolicy, QualityReport,
+    QualityWarning, Rgb, SegmentationModel,
 };
 use facecraft_contract::{ErrorCode, JobError};
 use utoipa::openapi::schema::Schema;
@@ -24,7 +25,7 @@ use crate::schema::{
 
 /// HTTP status (or what happens to the job) and meaning of every error code; the `match` has
 /// no wildcard, so a new `ErrorCode` does not compile until it is documented here (and in
-/// README.md's table).
+/// docs/errors.md's table).
 pub(crate) const fn error_code_doc(code: ErrorCode) -> (&'static str, &'static str) {
     match code {
         ErrorCode::InvalidRequest => (
@@ -65,6 +66,11 @@ pub(crate) const fn error_code_doc(code: ErrorCode) -> (&'static str, &'static s
             "several faces and `face_policy` is `error`",
         ),
         ErrorCode::FaceTooSmall => ("job failed", "the face is too small for a portrait"),
+        ErrorCode::FaceCutOff => ("job failed", "the face is cut by the photo's border"),
+        ErrorCode::QualityRejected => (
+            "job failed",
+            "`quality` is `strict` and the quality report has warnings (listed in the error's `warnings`)",
+        ),
         ErrorCode::OutputTooLarge => (
             "job failed",
             "the JPEG cannot fit `jpeg_max_bytes` even at the lowest quality",
@@ -146,9 +152,10 @@ else's job id answers 404.",
     components(schemas(
         ErrorBody, ErrorCode, JobError, JobStatus, JobState, JobParams, JobResult, Progress,
         OutputObject, OutputSpec, ObjectRef, FaceInfo, FaceBox, Format, Rgb, FacePolicy, Detector,
-        SegmentationModel, JobUpload, DeadList, DeadJob, Health, Readiness, CompatErrorBody,
-        ProcessResult, ProcessUpload, QuickUpload, BatchUpload, CompatBatchResult, CompatBatchItem,
-        CompatReady, BatchRequestDoc, BatchCreated, BatchCreatedJob,
+        SegmentationModel, Preset, QualityPolicy, QualityReport, QualityWarning, JobUpload,
+        DeadList, DeadJob, Health, Readiness, CompatErrorBody, ProcessResult, ProcessUpload,
+        QuickUpload, BatchUpload, CompatBatchResult, CompatBatchItem, CompatReady,
+        BatchRequestDoc, BatchCreated, BatchCreatedJob,
     )),
     modifiers(&Security, &ErrorCodes),
     tags(

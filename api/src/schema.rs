@@ -4,7 +4,10 @@
 //!
 //! The `#[allow(dead_code)]` structs are never built; they exist for their `ToSchema` derive.
 
-use facecraft_contract::job::{JobParams, JobState, ObjectRef, OutputSpec};
+use facecraft_contract::job::{
+    JobParams, JobState, ObjectRef, OutputSpec, Preset, QualityPolicy, QualityReport,
+    QualityWarning,
+};
 use facecraft_contract::{ErrorCode, JobError};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -39,6 +42,9 @@ pub(crate) struct JobUpload {
     height: Option<u32>,
     #[schema(example = "#ffffff")]
     background: Option<String>,
+    /// A named standard (`ad`, `passport`, `us_visa`, `badge`) whose values stand in for every
+    /// parameter not given.
+    preset: Option<Preset>,
 }
 
 /// Response of `GET /v1/dead`.
@@ -96,6 +102,9 @@ pub(crate) struct CompatErrorBody {
     /// The job's id, when one was created.
     #[schema(format = "uuid")]
     job_id: Option<String>,
+    /// Facecraft's addition, only on `quality_rejected`: the quality warnings that failed the
+    /// job.
+    warnings: Option<Vec<QualityWarning>>,
 }
 
 /// Answer of `POST /api/v1/process`, success or failure (then `success: false`, `error`).
@@ -115,6 +124,12 @@ pub(crate) struct ProcessResult {
     error_message: Option<String>,
     /// On failures, the code again (FastAPI's field).
     detail: Option<ErrorCode>,
+    /// Facecraft's addition, on success: the portrait's quality report (absent when the worker
+    /// measured none).
+    quality: Option<QualityReport>,
+    /// Facecraft's addition, only on `quality_rejected`: the quality warnings that failed the
+    /// job.
+    warnings: Option<Vec<QualityWarning>>,
 }
 
 /// Form of `POST /api/v1/process` (the Python service's field names and defaults).
@@ -144,6 +159,12 @@ pub(crate) struct ProcessUpload {
     enhance_fidelity: Option<f32>,
     #[schema(example = false)]
     return_base64: Option<bool>,
+    /// Facecraft's addition: a named standard whose values stand in for every field not given
+    /// (`ad`, `passport`, `us_visa`, `badge`).
+    preset: Option<Preset>,
+    /// Facecraft's addition: `report` (default) or `strict` (any quality warning fails the job
+    /// with `quality_rejected`).
+    quality: Option<QualityPolicy>,
 }
 
 /// Form of `POST /api/v1/process/quick`.
@@ -168,6 +189,10 @@ pub(crate) struct BatchUpload {
     width: Option<u32>,
     #[schema(example = 648)]
     height: Option<u32>,
+    /// Facecraft's addition, as on `/api/v1/process`.
+    preset: Option<Preset>,
+    /// Facecraft's addition, as on `/api/v1/process`.
+    quality: Option<QualityPolicy>,
 }
 
 /// Answer of `POST /api/v1/process/batch`.
@@ -196,6 +221,10 @@ pub(crate) struct CompatBatchItem {
     jpg_url: Option<String>,
     error: Option<ErrorCode>,
     error_message: Option<String>,
+    /// Facecraft's addition, for a succeeded file: the portrait's quality report.
+    quality: Option<QualityReport>,
+    /// Facecraft's addition, only on `quality_rejected`: the warnings that failed the file.
+    warnings: Option<Vec<QualityWarning>>,
 }
 
 /// Answer of `GET /ready`.

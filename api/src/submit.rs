@@ -363,6 +363,8 @@ pub(crate) fn failure_status(code: ErrorCode) -> StatusCode {
         ErrorCode::NoFaceDetected
         | ErrorCode::MultipleFaces
         | ErrorCode::FaceTooSmall
+        | ErrorCode::FaceCutOff
+        | ErrorCode::QualityRejected
         | ErrorCode::UnsupportedFormat
         | ErrorCode::ImageTooSmall
         | ErrorCode::InvalidParams
@@ -390,6 +392,9 @@ mod tests {
             failure_status(ErrorCode::NoFaceDetected),
             StatusCode::BAD_REQUEST
         );
+        for code in [ErrorCode::FaceCutOff, ErrorCode::QualityRejected] {
+            assert_eq!(failure_status(code), StatusCode::BAD_REQUEST, "{code}");
+        }
         assert_eq!(
             failure_status(ErrorCode::UnsupportedFormat),
             StatusCode::BAD_REQUEST

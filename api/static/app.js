@@ -4,10 +4,38 @@
 'use strict';
 
 (function () {
+  // What each preset sets that the form shows (contract/src/job.rs, `Preset::params`); the
+  // server fills in the rest (framing, eye line, JPEG cap). A job names its preset and sends
+  // only the shown values the user changed, so the server's preset stays the authority.
   const PRESETS = {
-    ad: [648, 648],
-    passport: [413, 531], // 35 × 45 mm at 300 dpi
-    visa: [600, 600],
+    ad: { size: [648, 648], background: '#f0f0f0', oval: true },
+    passport: { size: [413, 531], background: '#f0f0f0', oval: false }, // 35 × 45 mm at 300 dpi
+    us_visa: { size: [600, 600], background: '#ffffff', oval: false },
+    badge: { size: [480, 640], background: '#f0f0f0', oval: false },
+  };
+  // The quality report's measurements (QualityReport in contract/src/job.rs), in table order.
+  const fixed = (digits, unit) => (v) => `${v.toFixed(digits)}${unit || ''}`;
+  const QUALITY_ROWS = [
+    ['eye_tilt_deg', 'Eye line tilt', fixed(1, '°')],
+    ['yaw_deg', 'Head turn (yaw)', fixed(1, '°')],
+    ['eye_offset_pct', 'Eyes off centre', (v) => `${v > 0 ? '+' : ''}${v.toFixed(1)} %`],
+    ['eye_height_pct', 'Eye line from the bottom', fixed(1, ' %')],
+    ['head_height_ratio', 'Head height', (v) => `${(v * 100).toFixed(0)} % of the frame`],
+    ['padded_pct', 'Padded with background', fixed(1, ' %')],
+    ['background_uniformity', 'Background uniformity', fixed(2)],
+    ['sharpness', 'Sharpness', fixed(0)],
+    ['face_luminance', 'Face brightness', (v) => `${v.toFixed(0)} / 255`],
+    ['face_clipped_pct', 'Face pixels clipped', fixed(1, ' %')],
+    ['upscale', 'Enlargement', fixed(2, '×')],
+  ];
+  const WARNING_TEXT = {
+    turned_head: 'Head turned',
+    blurry: 'Blurry',
+    dark: 'Too dark',
+    overexposed: 'Overexposed',
+    padded: 'Padded',
+    low_resolution: 'Low resolution',
+    busy_background: 'Busy background',
   };
   // Pipeline stages in the order the worker reports them (worker/src/job.rs, portrait.rs).
   const STAGES = ['fetch', 'decode', 'detect', 'landmarks', 'align', 'crop', 'segment',
@@ -90,8 +118,11 @@
     }
   }
 
-  // Exposed for the browser test, which checks the parser on streams the API may send.
-  window.Facecraft = { SseParser, cspViolations: [] };
+  // Exposed for the browser test: the stream parser on streams the API may send, what the form
+  // would send, and the rendering of quality reports (fed made-up ones, whatever the pipeline).
+  window.Facecraft = {
+    SseParser, ApiError, formParams, renderQuality, showError, cspViolations: [],
+  };
 
   const $ = (id) => document.getElementById(id);
   let current = null; // {id, abort: AbortController} of the job being followed
@@ -136,10 +167,36 @@
 
   // ---- form ---------------------------------------------------------------------------------
 
-  function selectedSize() {
-    const preset = $('preset').value;
-    if (PRESETS[preset]) return PRESETS[preset];
-    return [Number($('width').value), Number($('height').value)];
+  /** The job's parameters as the form shows them. */
+  function formParams() {
+    const preset = PRESETS[$('preset').value];
+    const shown = {
+      background: $('background').value.toLowerCase(),
+      oval_mask: $('oval').checked,
+    };
+    let params;
+    if (preset) {
+      params = { preset: $('preset').value };
+      if (shown.background !== preset.background) params.background = shown.background;
+      if (shown.oval_mask !== preset.oval) params.oval_mask = shown.oval_mask;
+    } else {
+      params = Object.assign({
+        width: Number($('width').value),
+        height: Number($('height').value),
+      }, shown);
+    }
+    params.enhance = $('enhance').checked;
+    if ($('strict').checked) params.quality = 'strict';
+    return params;
+  }
+
+  /** Shows a preset's values in the form (and its size in the custom fields, to start from). */
+  function applyPreset(name) {
+    const preset = PRESETS[name];
+    if (!preset) return;
+    $('background').value = preset.background;
+    $('oval').checked = preset.oval;
+    [$('width').value, $('height').value] = preset.size.map(String);
   }
 
   let photo = null;
@@ -198,12 +255,16 @@
 
     const preset = $('preset');
     const syncCustom = () => {
-      const custom = preset.value === 'custom';
+      const custom = !PRESETS[preset.value];
       $('custom-size').hidden = !custom;
       $('width').required = custom;
       $('height').required = custom;
     };
-    preset.addEventListener('change', syncCustom);
+    preset.addEventListener('change', () => {
+      applyPreset(preset.value);
+      syncCustom();
+    });
+    applyPreset(preset.value);
     syncCustom();
 
     $('job-form').addEventListener('submit', (e) => {
@@ -223,14 +284,7 @@
       return;
     }
     if (!$('job-form').reportValidity()) return;
-    const [width, height] = selectedSize();
-    const params = {
-      width,
-      height,
-      background: $('background').value,
-      oval_mask: $('oval').checked,
-      enhance: $('enhance').checked,
-    };
+    const params = formParams();
     const body = new FormData();
     body.append('image', photo, photo.name);
     body.append('params', JSON.stringify(params));
@@ -239,6 +293,7 @@
     const abort = new AbortController();
     current = { id: null, abort };
     $('result-panel').hidden = true;
+    renderQuality(null);
     renderProgress({ state: 'uploading' });
     setBusy(true);
     try {
@@ -258,7 +313,7 @@
           err.message || `The job ended ${status.state}.`,
           err.code || status.state,
           null,
-        ));
+        ), err.warnings);
       }
     } catch (e) {
       if (e.name !== 'AbortError') showError(e);
@@ -466,11 +521,58 @@
       li.appendChild(a);
       list.appendChild(li);
     }
+    renderQuality(status.result && status.result.quality);
     $('result-panel').hidden = false;
     $('result-title').focus();
   }
 
-  function showError(e) {
+  /** Fills a list with one badge per quality warning (or one "no warnings" badge). */
+  function renderBadges(list, warnings) {
+    list.replaceChildren();
+    const names = Array.isArray(warnings) ? warnings : [];
+    for (const name of names) {
+      const li = document.createElement('li');
+      li.className = 'badge warn';
+      li.dataset.warning = name;
+      li.title = name;
+      li.textContent = WARNING_TEXT[name] || name.replace(/_/g, ' ');
+      list.appendChild(li);
+    }
+    if (!names.length) {
+      const li = document.createElement('li');
+      li.className = 'badge ok';
+      li.textContent = 'No warnings';
+      list.appendChild(li);
+    }
+  }
+
+  /** The quality report under the portrait: its warnings as badges, its measurements as a table. */
+  function renderQuality(report) {
+    const section = $('quality');
+    const body = $('quality-table').tBodies[0];
+    body.replaceChildren();
+    if (!report || typeof report !== 'object') {
+      section.hidden = true;
+      return;
+    }
+    renderBadges($('quality-warnings'), report.warnings);
+    for (const [field, label, format] of QUALITY_ROWS) {
+      const v = report[field];
+      if (typeof v !== 'number' || !Number.isFinite(v)) continue;
+      const tr = document.createElement('tr');
+      tr.dataset.field = field;
+      const th = document.createElement('th');
+      th.scope = 'row';
+      th.textContent = label;
+      const td = document.createElement('td');
+      td.textContent = format(v);
+      tr.append(th, td);
+      body.appendChild(tr);
+    }
+    section.hidden = false;
+  }
+
+  function showError(e, warnings) {
     let message = e.message || String(e);
     if (e.status === 401) message += ' — enter an API key under “API key”.';
     if (e.status === 429 && e.retryAfter) message += ` — retry in ${e.retryAfter} s.`;
@@ -478,6 +580,14 @@
     $('error-message').textContent = message;
     const parts = [e.code, e.status ? `HTTP ${e.status}` : null].filter(Boolean);
     $('error-code').textContent = parts.length ? `(${parts.join(', ')})` : '';
+    const list = $('error-warnings');
+    if (Array.isArray(warnings) && warnings.length) {
+      renderBadges(list, warnings);
+      list.hidden = false;
+    } else {
+      list.replaceChildren();
+      list.hidden = true;
+    }
     $('error').hidden = false;
     if (e.status === 401) $('key-box').open = true;
   }
@@ -486,6 +596,8 @@
     $('error').hidden = true;
     $('error-message').textContent = '';
     $('error-code').textContent = '';
+    $('error-warnings').replaceChildren();
+    $('error-warnings').hidden = true;
   }
 
   setupForm();

@@ -3,7 +3,8 @@
 //! `facecraft submit photo.jpg more/ --wait --out portraits/` uploads each image as a job
 //! (several at once), follows each job with a progress bar on a terminal, and downloads the
 //! finished portraits. One result line per file goes to stdout, tab-separated:
-//! `STATE  FILE  JOB_ID  DETAIL`, so scripts can read it; progress bars go to stderr.
+//! `STATE  FILE  JOB_ID  DETAIL`, plus a fifth column `QUALITY` when the job ended with a
+//! quality report or quality warnings, so scripts can read it; progress bars go to stderr.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -120,6 +121,10 @@ pub struct Outcome {
     /// Files written under `--out`.
     pub written: Vec<PathBuf>,
     pub error: Option<CliError>,
+    /// The quality report of a succeeded job, when it was waited for and the API sent one.
+    pub quality: Option<Quality>,
+    /// The quality warnings that failed a `quality=strict` job (`quality_rejected`).
+    pub warnings: Vec<String>,
 }
 
 impl Outcome {
@@ -138,11 +143,17 @@ impl Outcome {
                 .collect::<Vec<_>>()
                 .join(", "),
         };
-        format!(
+        let mut line = format!(
             "{state}\t{}\t{}\t{detail}",
             self.file.display(),
             self.job_id.as_deref().unwrap_or("-")
-        )
+        );
+        if let Some(q) = &self.quality {
+            line.push_str(&format!("\t{}", q.summary()));
+        } else if !self.warnings.is_empty() {
+            line.push_str(&format!("\twarnings: {}", self.warnings.join(", ")));
+        }
+        line
     }
 
     /// Whether this input got what was asked for.
@@ -161,6 +172,8 @@ pub struct JobStatus {
     pub progress: Option<Progress>,
     #[serde(default)]
     pub error: Option<JobFailure>,
+    #[serde(default)]
+    pub result: Option<JobResult>,
 }
 
 impl JobStatus {
@@ -179,6 +192,68 @@ pub struct Progress {
 pub struct JobFailure {
     pub code: String,
     pub message: String,
+    /// The quality warnings that failed a `quality=strict` job.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// The part of a succeeded job's `result` the client reads.
+#[derive(Debug, Clone, Deserialize)]
+pub struct JobResult {
+    #[serde(default)]
+    pub quality: Option<Quality>,
+}
+
+/// A job's quality report (`QualityReport` of the API), read leniently: every measurement is
+/// optional and warnings are plain names, so a newer API's additions do not break this client.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Quality {
+    #[serde(default)]
+    pub eye_tilt_deg: Option<f64>,
+    #[serde(default)]
+    pub yaw_deg: Option<f64>,
+    #[serde(default)]
+    pub eye_offset_pct: Option<f64>,
+    #[serde(default)]
+    pub head_height_ratio: Option<f64>,
+    #[serde(default)]
+    pub padded_pct: Option<f64>,
+    #[serde(default)]
+    pub sharpness: Option<f64>,
+    #[serde(default)]
+    pub face_luminance: Option<f64>,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+impl Quality {
+    /// One line, the same as `facecraft-worker process --timings` prints: `quality: tilt 0.4°,
+    /// yaw -3.1°, eye offset +0.8%, head 0.74, padded 0.0%, sharpness 182.4, luminance 131;
+    /// warnings: none`. A measurement the API did not send is left out.
+    pub fn summary(&self) -> String {
+        let parts: Vec<String> = [
+            self.eye_tilt_deg.map(|v| format!("tilt {v:.1}°")),
+            self.yaw_deg.map(|v| format!("yaw {v:.1}°")),
+            self.eye_offset_pct.map(|v| format!("eye offset {v:+.1}%")),
+            self.head_height_ratio.map(|v| format!("head {v:.2}")),
+            self.padded_pct.map(|v| format!("padded {v:.1}%")),
+            self.sharpness.map(|v| format!("sharpness {v:.1}")),
+            self.face_luminance.map(|v| format!("luminance {v:.0}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let warnings = if self.warnings.is_empty() {
+            "none".to_owned()
+        } else {
+            self.warnings.join(", ")
+        };
+        if parts.is_empty() {
+            format!("quality: warnings: {warnings}")
+        } else {
+            format!("quality: {}; warnings: {warnings}", parts.join(", "))
+        }
+    }
 }
 
 /// HTTP side of the client: one pooled client for the API, one without credentials for the
@@ -489,6 +564,8 @@ impl FileJob {
             state: None,
             written: Vec::new(),
             error: None,
+            quality: None,
+            warnings: Vec::new(),
         };
         self.bar.set_message("uploading");
         let started = Instant::now();
@@ -525,10 +602,14 @@ impl FileJob {
             }
         };
         outcome.state = Some(done.state.clone());
+        outcome.quality = done.result.and_then(|r| r.quality);
         if done.state != "succeeded" {
             let (code, message) = done.error.map_or_else(
                 || (done.state.clone(), "no error recorded".to_owned()),
-                |e| (e.code, e.message),
+                |e| {
+                    outcome.warnings = e.warnings;
+                    (e.code, e.message)
+                },
             );
             outcome.error = Some(CliError::JobFailed {
                 state: done.state,
@@ -672,10 +753,74 @@ mod tests {
                 code: "no_face_detected".into(),
                 message: "no face".into(),
             }),
+            quality: None,
+            warnings: vec![],
         };
         assert_eq!(
             o.line(),
             "failed\tme.jpg\t0193\tno_face_detected: the job ended failed: no face"
         );
+    }
+
+    #[test]
+    fn quality_reports_and_warnings_are_a_fifth_column() {
+        let status: JobStatus = serde_json::from_value(serde_json::json!({
+            "id": "0193",
+            "state": "succeeded",
+            "result": {
+                "outputs": [],
+                "timings_ms": {},
+                "quality": {
+                    "eye_tilt_deg": 0.44, "yaw_deg": -3.12, "eye_offset_pct": 0.8,
+                    "eye_height_pct": 60.0, "head_height_ratio": 0.7449, "padded_pct": 0.0,
+                    "background_uniformity": 0.97, "sharpness": 182.44, "face_luminance": 131.2,
+                    "face_clipped_pct": 0.1, "upscale": 0.5, "some_future_measure": 1,
+                    "warnings": ["turned_head", "a_future_warning"]
+                }
+            }
+        }))
+        .unwrap();
+        let o = Outcome {
+            file: "me.jpg".into(),
+            job_id: Some("0193".into()),
+            state: Some("succeeded".into()),
+            written: vec!["out/me.png".into()],
+            error: None,
+            quality: status.result.and_then(|r| r.quality),
+            warnings: vec![],
+        };
+        assert_eq!(
+            o.line(),
+            "succeeded\tme.jpg\t0193\tout/me.png\tquality: tilt 0.4°, yaw -3.1°, \
+             eye offset +0.8%, head 0.74, padded 0.0%, sharpness 182.4, luminance 131; \
+             warnings: turned_head, a_future_warning"
+        );
+
+        let failed: JobStatus = serde_json::from_value(serde_json::json!({
+            "id": "0193",
+            "state": "failed",
+            "error": {"code": "quality_rejected", "message": "fails", "warnings": ["blurry", "dark"]}
+        }))
+        .unwrap();
+        let e = failed.error.unwrap();
+        let o = Outcome {
+            file: "me.jpg".into(),
+            job_id: Some("0193".into()),
+            state: Some("failed".into()),
+            written: vec![],
+            error: Some(CliError::JobFailed {
+                state: "failed".into(),
+                code: e.code,
+                message: e.message,
+            }),
+            quality: None,
+            warnings: e.warnings,
+        };
+        assert_eq!(
+            o.line(),
+            "failed\tme.jpg\t0193\tquality_rejected: the job ended failed: fails\t\
+             warnings: blurry, dark"
+        );
+        assert_eq!(Quality::default().summary(), "quality: warnings: none");
     }
 }

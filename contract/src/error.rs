@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::job::QualityWarning;
+
 /// Every failure a job or a request can end with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -31,6 +33,8 @@ pub enum ErrorCode {
     NoFaceDetected,
     MultipleFaces,
     FaceTooSmall,
+    FaceCutOff,
+    QualityRejected,
     OutputTooLarge,
     // Infrastructure problems: retried with backoff.
     StorageUnavailable,
@@ -67,6 +71,8 @@ impl ErrorCode {
             Self::NoFaceDetected => "no_face_detected",
             Self::MultipleFaces => "multiple_faces",
             Self::FaceTooSmall => "face_too_small",
+            Self::FaceCutOff => "face_cut_off",
+            Self::QualityRejected => "quality_rejected",
             Self::OutputTooLarge => "output_too_large",
             Self::StorageUnavailable => "storage_unavailable",
             Self::QueueUnavailable => "queue_unavailable",
@@ -113,6 +119,9 @@ impl std::fmt::Display for ErrorCode {
 pub struct JobError {
     pub code: ErrorCode,
     pub message: String,
+    /// The quality report's warnings that failed a `quality=strict` job (`quality_rejected`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<QualityWarning>,
 }
 
 impl JobError {
@@ -120,7 +129,14 @@ impl JobError {
         Self {
             code,
             message: message.into(),
+            warnings: Vec::new(),
         }
+    }
+
+    /// With the warnings that made a strict job fail.
+    pub fn with_warnings(mut self, warnings: Vec<QualityWarning>) -> Self {
+        self.warnings = warnings;
+        self
     }
 }
 

@@ -234,11 +234,115 @@ pub enum SegmentationModel {
     U2netHumanSeg,
 }
 
-/// Portrait parameters. Defaults are those of the service Facecraft replaces.
+/// A named portrait standard: a set of parameter defaults (size, framing, mask, background,
+/// JPEG cap) that any parameter given alongside it overrides. The rules and their sources are
+/// in the README ("Presets").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Preset {
+    /// Active Directory `thumbnailPhoto`: 648×648, head and shoulders, JPEG ≤ 101376 bytes.
+    Ad,
+    /// ICAO 9303-style passport photo: 35×45 mm at 300 dpi (413×531), chin to crown 75 % of
+    /// the height, plain light background, no oval.
+    Passport,
+    /// US visa (travel.state.gov): 600×600, head 60 % of the height, eyes 62.5 % from the
+    /// bottom, white background, no oval.
+    UsVisa,
+    /// ID badge: 480×640 (3:4 portrait), head 50 % of the height, no oval.
+    Badge,
+}
+
+impl Preset {
+    pub const ALL: [Self; 4] = [Self::Ad, Self::Passport, Self::UsVisa, Self::Badge];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Ad => "ad",
+            Self::Passport => "passport",
+            Self::UsVisa => "us_visa",
+            Self::Badge => "badge",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == s)
+    }
+
+    /// The parameters this preset stands for; a job's own parameters override them.
+    pub fn params(self) -> JobParams {
+        let base = JobParams {
+            preset: Some(self),
+            ..JobParams::default()
+        };
+        match self {
+            Self::Ad => JobParams {
+                jpeg_max_bytes: 101_376,
+                ..base
+            },
+            Self::Passport => JobParams {
+                width: 413,
+                height: 531,
+                face_margin: margin_for_head_ratio(0.75),
+                eye_line: 0.47,
+                oval_mask: false,
+                ..base
+            },
+            Self::UsVisa => JobParams {
+                width: 600,
+                height: 600,
+                face_margin: margin_for_head_ratio(0.60),
+                eye_line: 0.375,
+                oval_mask: false,
+                background: Rgb([255, 255, 255]),
+                ..base
+            },
+            Self::Badge => JobParams {
+                width: 480,
+                height: 640,
+                face_margin: margin_for_head_ratio(0.50),
+                eye_line: 0.40,
+                oval_mask: false,
+                ..base
+            },
+        }
+    }
+}
+
+/// The share of the output height the head (chin to crown) fills for a `face_margin`:
+/// `1 / (1 + margin / 0.3)`, so the default margin 0.3 gives a head of half the height, 0 a
+/// head filling the frame, 2 a head of 13 %.
+pub fn head_ratio(face_margin: f32) -> f32 {
+    1.0 / (1.0 + face_margin.max(0.0) / 0.3)
+}
+
+/// Inverse of [`head_ratio`], rounded to 4 decimals so preset values read cleanly.
+fn margin_for_head_ratio(ratio: f32) -> f32 {
+    ((0.3 * (1.0 / ratio - 1.0)) * 10_000.0).round() / 10_000.0
+}
+
+/// What a job does with its quality report's warnings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum QualityPolicy {
+    /// Report them with the result (default).
+    #[default]
+    Report,
+    /// Any warning fails the job with `quality_rejected`; no portrait is written.
+    Strict,
+}
+
+/// Portrait parameters. Defaults are those of the service Facecraft replaces. With `preset`,
+/// the preset's values replace the defaults of the parameters not given.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(default))]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields, default, remote = "Self")]
 pub struct JobParams {
+    /// Named standard: `ad`, `passport`, `us_visa` or `badge` (see the README's "Presets").
+    /// Its values stand in for the defaults of every parameter not given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preset: Option<Preset>,
     /// Output width in pixels (16-4096). Default 648.
     pub width: u32,
     /// Output height in pixels (16-4096). Default 648.
@@ -247,8 +351,12 @@ pub struct JobParams {
     pub background: Rgb,
     /// Transparent background instead of `background` (PNG keeps alpha; JPEG uses `background`).
     pub transparent: bool,
-    /// Space around the face as a fraction of the face box (0-2). Default 0.3.
+    /// Space around the head (0-2): the head, chin to crown, fills `1 / (1 + face_margin /
+    /// 0.3)` of the output height. Default 0.3 (half the height).
     pub face_margin: f32,
+    /// Where the eyes sit, as a fraction of the output height from the top (0.2-0.8).
+    /// Default 0.4.
+    pub eye_line: f32,
     /// Feathered oval mask around the head and shoulders. Default on.
     pub oval_mask: bool,
     /// Automatic exposure, white balance and mild sharpening. Default on.
@@ -268,6 +376,42 @@ pub struct JobParams {
     pub segmentation_model: SegmentationModel,
     /// Replace the background with `background`. Default on.
     pub remove_background: bool,
+    /// `report` (default) returns the quality report's warnings with the result; `strict`
+    /// fails the job with `quality_rejected` when there is any.
+    pub quality: QualityPolicy,
+}
+
+// By hand around the derived code (`remote = "Self"`): a preset's values must be filled in
+// before the fields' own defaults, which only the whole object can tell.
+impl Serialize for JobParams {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        JobParams::serialize(self, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for JobParams {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        match map.get("preset") {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::String(name)) => {
+                let preset = Preset::from_name(name).ok_or_else(|| {
+                    D::Error::custom(format!(
+                        "unknown preset `{name}`; one of ad, passport, us_visa, badge"
+                    ))
+                })?;
+                let defaults = serde_json::to_value(preset.params()).map_err(D::Error::custom)?;
+                if let serde_json::Value::Object(defaults) = defaults {
+                    for (k, v) in defaults {
+                        map.entry(k).or_insert(v);
+                    }
+                }
+            }
+            Some(_) => return Err(D::Error::custom("preset must be a string")),
+        }
+        JobParams::deserialize(serde_json::Value::Object(map)).map_err(D::Error::custom)
+    }
 }
 
 impl Default for JobParams {
@@ -277,7 +421,9 @@ impl Default for JobParams {
             height: 648,
             background: Rgb([240, 240, 240]),
             transparent: false,
+            preset: None,
             face_margin: 0.3,
+            eye_line: 0.4,
             oval_mask: true,
             enhance: true,
             enhance_fidelity: 0.7,
@@ -287,6 +433,7 @@ impl Default for JobParams {
             detector: Detector::Hog,
             segmentation_model: SegmentationModel::U2netp,
             remove_background: true,
+            quality: QualityPolicy::Report,
         }
     }
 }
@@ -304,6 +451,9 @@ impl JobParams {
         }
         if !(self.face_margin.is_finite() && (0.0..=2.0).contains(&self.face_margin)) {
             return Err(format!("face_margin must be 0-2, got {}", self.face_margin));
+        }
+        if !(self.eye_line.is_finite() && (0.2..=0.8).contains(&self.eye_line)) {
+            return Err(format!("eye_line must be 0.2-0.8, got {}", self.eye_line));
         }
         if !(self.enhance_fidelity.is_finite() && (0.0..=1.0).contains(&self.enhance_fidelity)) {
             return Err(format!(
@@ -497,6 +647,73 @@ pub struct FaceInfo {
     pub rotation_deg: f32,
 }
 
+/// Something a person checking the portrait would object to; stable names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum QualityWarning {
+    /// The head is turned sideways (yaw estimate over 20°).
+    TurnedHead,
+    /// The face is not sharp (variance of the Laplacian on the face below the floor).
+    Blurry,
+    /// The face is underexposed (mean luminance low, or many pixels crushed to black).
+    Dark,
+    /// The face is overexposed (mean luminance high, or many pixels clipped to white).
+    Overexposed,
+    /// More than 2 % of the frame is background fill because the photo ended there.
+    Padded,
+    /// The face in the photo is small for the output: it was enlarged more than 2×.
+    LowResolution,
+    /// The background left in the frame is not uniform (only when it is kept).
+    BusyBackground,
+}
+
+impl QualityWarning {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::TurnedHead => "turned_head",
+            Self::Blurry => "blurry",
+            Self::Dark => "dark",
+            Self::Overexposed => "overexposed",
+            Self::Padded => "padded",
+            Self::LowResolution => "low_resolution",
+            Self::BusyBackground => "busy_background",
+        }
+    }
+}
+
+/// Measurements of the finished portrait (on the output pixels, with the landmarks carried
+/// into the output frame); docs/pipeline.md says how each is measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QualityReport {
+    /// Angle of the eye line in the output, degrees (0 = level).
+    pub eye_tilt_deg: f32,
+    /// Head yaw estimated from the landmarks, degrees (0 = frontal; sign: towards image right).
+    pub yaw_deg: f32,
+    /// Horizontal offset of the eye midpoint from the centre, % of the width (+ = right).
+    pub eye_offset_pct: f32,
+    /// Height of the eye line from the bottom, % of the height.
+    pub eye_height_pct: f32,
+    /// Head height (chin to crown) ÷ output height.
+    pub head_height_ratio: f32,
+    /// Share of the frame filled with background because the photo ended there, %.
+    pub padded_pct: f32,
+    /// Background uniformity, 0-1 (1 = one flat colour): 1 − standard deviation of the
+    /// background's luminance ÷ 64, clamped.
+    pub background_uniformity: f32,
+    /// Variance of the Laplacian of the face's luminance, at the source's own resolution.
+    pub sharpness: f32,
+    /// Mean luminance of the face, 0-255.
+    pub face_luminance: f32,
+    /// Share of face pixels crushed to black (≤ 5) or clipped to white (≥ 250), %.
+    pub face_clipped_pct: f32,
+    /// Output pixels per source pixel (above 1 the photo was enlarged).
+    pub upscale: f32,
+    /// Every warning raised, sorted; empty for a clean portrait.
+    pub warnings: Vec<QualityWarning>,
+}
+
 /// What a succeeded job produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -506,6 +723,9 @@ pub struct JobResult {
     pub face: Option<FaceInfo>,
     /// Milliseconds per stage, keyed by stage name.
     pub timings_ms: BTreeMap<String, u64>,
+    /// Quality measurements of the portrait, with warnings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<QualityReport>,
 }
 
 /// The status record clients poll.

@@ -10,7 +10,7 @@
 //! covers the first `w` columns). An angle is positive when it turns **clockwise on screen**
 //! (from +x towards +y).
 
-use image::RgbaImage;
+use image::{GrayImage, RgbaImage};
 
 use super::face::{FaceLandmarks, Rect};
 
@@ -69,6 +69,13 @@ impl Affine {
     pub const IDENTITY: Self = Self {
         m: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
     };
+
+    /// `p ↦ s·p + (dx, dy)`.
+    pub fn scale_then_translate(s: f64, dx: f64, dy: f64) -> Self {
+        Self {
+            m: [[s, 0.0, dx], [0.0, s, dy]],
+        }
+    }
 
     /// Moves every point by `(dx, dy)`.
     pub fn translation(dx: f64, dy: f64) -> Self {
@@ -172,7 +179,8 @@ impl Affine {
         }
     }
 
-    fn apply_f64(&self, [x, y]: [f64; 2]) -> [f64; 2] {
+    /// Maps one point, in f64.
+    pub fn apply_f64(&self, [x, y]: [f64; 2]) -> [f64; 2] {
         let [r0, r1] = self.m;
         [r0[0] * x + r0[1] * y + r0[2], r1[0] * x + r1[1] * y + r1[2]]
     }
@@ -266,6 +274,17 @@ pub fn align(img: &RgbaImage, lm: &FaceLandmarks, params: &AlignParams) -> Align
 /// premultiplied alpha; pixels that fall outside `img` are transparent. The one resampler of
 /// the pipeline: alignment and the rotated copies that detection retries on both use it.
 pub fn warp(img: &RgbaImage, width: u32, height: u32, back: &Affine) -> RgbaImage {
+    warp_with(img, width, height, back, false)
+}
+
+/// [`warp`], but a point beyond the photo takes the colour of the nearest edge pixel instead
+/// of transparency: for a model input, where a sharp photo border against a flat fill would
+/// itself look like a salient object.
+pub fn warp_clamped(img: &RgbaImage, width: u32, height: u32, back: &Affine) -> RgbaImage {
+    warp_with(img, width, height, back, true)
+}
+
+fn warp_with(img: &RgbaImage, width: u32, height: u32, back: &Affine, clamp: bool) -> RgbaImage {
     let mut image = RgbaImage::new(width, height);
     let source = Source {
         pixels: img.as_raw(),
@@ -278,11 +297,47 @@ pub fn warp(img: &RgbaImage, width: u32, height: u32, back: &Affine) -> RgbaImag
         // Walk the row in source space: each output pixel is one (step_x, step_y) further.
         let [x0, y0] = back.apply_f64([0.5, y as f64 + 0.5]);
         for (x, out) in row.chunks_exact_mut(4).enumerate() {
-            let (sx, sy) = (x0 + x as f64 * step_x, y0 + x as f64 * step_y);
-            out.copy_from_slice(&source.sample_bilinear(sx - 0.5, sy - 0.5));
+            let (mut sx, mut sy) = (x0 + x as f64 * step_x - 0.5, y0 + x as f64 * step_y - 0.5);
+            if clamp {
+                sx = sx.clamp(0.0, (source.width.max(1) - 1) as f64);
+                sy = sy.clamp(0.0, (source.height.max(1) - 1) as f64);
+            }
+            out.copy_from_slice(&source.sample_bilinear(sx, sy));
         }
     }
     image
+}
+
+/// [`warp`] for a one-channel image (a matte): bilinear, 0 outside `img`.
+pub fn warp_gray(img: &GrayImage, width: u32, height: u32, back: &Affine) -> GrayImage {
+    let (sw, sh) = (img.width() as usize, img.height() as usize);
+    let px = img.as_raw();
+    let [[step_x, _, _], [step_y, _, _]] = back.m;
+    let mut out = GrayImage::new(width, height);
+    for (y, row) in out.chunks_exact_mut((width as usize).max(1)).enumerate() {
+        let [x0, y0] = back.apply_f64([0.5, y as f64 + 0.5]);
+        for (x, o) in row.iter_mut().enumerate() {
+            let (sx, sy) = (x0 + x as f64 * step_x - 0.5, y0 + x as f64 * step_y - 0.5);
+            let (fx, fy) = (sx.floor(), sy.floor());
+            if !(fx >= -1.0 && fy >= -1.0 && fx < sw as f64 && fy < sh as f64) {
+                continue;
+            }
+            let (tx, ty) = (sx - fx, sy - fy);
+            let (ix, iy) = (fx as isize, fy as isize);
+            let at = |dx: isize, dy: isize| -> f64 {
+                let (x, y) = (ix + dx, iy + dy);
+                if x < 0 || y < 0 || x as usize >= sw || y as usize >= sh {
+                    0.0
+                } else {
+                    f64::from(px[y as usize * sw + x as usize])
+                }
+            };
+            let v = (at(0, 0) * (1.0 - tx) + at(1, 0) * tx) * (1.0 - ty)
+                + (at(0, 1) * (1.0 - tx) + at(1, 1) * tx) * ty;
+            *o = v.round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    out
 }
 
 /// The photo being rotated, as raw RGBA8 rows.

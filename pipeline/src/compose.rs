@@ -239,6 +239,23 @@ fn canvas_pixel(background: Background) -> Rgba<u8> {
     }
 }
 
+/// `img` resized to `width × height` on premultiplied alpha with the letterbox filter (Triangle
+/// when shrinking by 2× or more, where it is an area filter and much cheaper); straight alpha
+/// again on return.
+pub fn resize_premultiplied(img: &RgbaImage, width: u32, height: u32) -> RgbaImage {
+    let shrink = width * 2 <= img.width() && height * 2 <= img.height();
+    let filter = if shrink {
+        FilterType::Triangle
+    } else {
+        RESIZE_FILTER
+    };
+    let mut out = imageops::resize(&premultiply(img), width, height, filter);
+    for p in out.pixels_mut() {
+        *p = from_premultiplied(*p, Background::Transparent);
+    }
+    out
+}
+
 /// Straight → premultiplied alpha, in 8 bits. Exact for opaque pixels (all of a photo);
 /// the rounding for translucent ones is below what the later compositing can show.
 fn premultiply(img: &RgbaImage) -> RgbaImage {

@@ -28,7 +28,10 @@ pub mod encode;
 pub mod engines;
 pub mod enhance;
 pub mod face;
+pub mod frame;
 pub mod jpeg_scan;
+pub mod matte;
 pub mod portrait;
+pub mod quality;
 #[cfg(test)]
 mod testdata;

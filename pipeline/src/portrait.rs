@@ -7,21 +7,29 @@
 
 use std::time::Instant;
 
-use facecraft_contract::job::{Detector, FaceBox, FaceInfo, FacePolicy, Format, JobParams};
+use facecraft_contract::job::{
+    head_ratio, Detector, FaceBox, FaceInfo, FacePolicy, Format, JobParams, QualityPolicy,
+    QualityReport, QualityWarning,
+};
 use facecraft_contract::ErrorCode;
 use image::buffer::ConvertBuffer;
 use image::imageops::{self, FilterType};
 use image::{RgbImage, RgbaImage};
 
-use crate::align::{self, Affine, AlignParams};
+use std::borrow::Cow;
+
+use crate::align::{self, Affine};
 use crate::compose::{self, Background, ComposeParams};
 use crate::confirm::{self, ConfirmParams};
-use crate::crop::{self, CropError, CropParams};
+use crate::crop::{CropError, CropParams};
 use crate::decode::{self, DecodeError, DecodeParams};
 use crate::encode::{self, EncodeError, JpegParams};
 use crate::engines::Engines;
 use crate::enhance::{self, EnhanceError, EnhanceParams};
 use crate::face::{Detection, EngineError, FaceDetector, FaceLandmarks, Landmarker, Rect};
+use crate::frame::{self, Frame, Framing, Head};
+use crate::matte::{self, CleanParams};
+use crate::quality::{self, QualityParams};
 
 /// A stage boundary, with the share of the work done when it starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +89,8 @@ pub struct Rendered {
 pub struct Portrait {
     pub outputs: Vec<Rendered>,
     pub face: Option<FaceInfo>,
+    /// Measurements of the output, with warnings.
+    pub quality: Option<QualityReport>,
     /// Milliseconds per stage, in stage order.
     pub timings: Vec<(&'static str, u64)>,
 }
@@ -95,6 +105,10 @@ pub enum RenderError {
     NoFace,
     #[error("{0} faces were found; the job asks for exactly one (face_policy=error)")]
     MultipleFaces(usize),
+    #[error("the face is cut by the photo's border ({0:.0} % of it is outside the photo)")]
+    FaceCutOff(f32),
+    #[error("the portrait fails the quality check (quality=strict): {}", names(.0))]
+    QualityRejected(Vec<QualityWarning>),
     #[error(transparent)]
     Crop(#[from] CropError),
     #[error(transparent)]
@@ -114,6 +128,8 @@ impl RenderError {
             Self::Engine(e) => e.code(),
             Self::NoFace => ErrorCode::NoFaceDetected,
             Self::MultipleFaces(_) => ErrorCode::MultipleFaces,
+            Self::FaceCutOff(_) => ErrorCode::FaceCutOff,
+            Self::QualityRejected(_) => ErrorCode::QualityRejected,
             Self::Crop(e) => e.code(),
             Self::Enhance(e) => e.code(),
             Self::Compose(e) => e.code(),
@@ -134,6 +150,10 @@ const RETRY_ROLLS_DEG: [f32; 7] = [-25.0, 25.0, -45.0, 45.0, 90.0, -90.0, 180.0]
 /// Roll, in degrees, from which the landmarks are found again on a level copy of the face:
 /// below it (the range HOG itself is trained on) the shape predictor is as good as level.
 const LEVEL_REFINE_DEG: f32 = 15.0;
+/// Share of the face (its ellipse, brows to chin) that may lie beyond the photo's border
+/// before the face counts as cut off: a few percent forgives a chin or cheek line that
+/// touches the edge.
+const MAX_FACE_OUTSIDE: f64 = 0.05;
 /// Oval feather as a share of the shorter output side: wide enough to look soft on a
 /// 648-px portrait (26 px), narrow enough to keep the shoulders.
 const OVAL_FEATHER: f32 = 0.04;
@@ -198,48 +218,152 @@ pub fn render(
     enter(Stage::Align, &mut timings)?;
     // The face passed the plausibility checks in the frame it was found in (a turned copy
     // included), so its landmarks are trusted at any roll: a face at 50° or on its side must
-    // come out level, not left as it is.
-    let align_params = AlignParams {
-        max_rotation_deg: 180.0,
-        ..AlignParams::default()
+    // come out level, not left as it is. Only the windows needed are turned, never the photo.
+    let roll = align::eye_angle(face.landmarks.eye_left, face.landmarks.eye_right);
+    let roll = if roll.is_finite() { roll } else { 0.0 };
+    let eye = midpoint(face.landmarks.eye_left, face.landmarks.eye_right).map(f64::from);
+    let to_aligned = Affine::rotation_about(eye, -f64::from(roll));
+    let to_photo = to_aligned.inverse().unwrap_or_default();
+    let lm = to_aligned.apply_landmarks(&face.landmarks);
+    let iod = f64::from(dist(lm.eye_left, lm.eye_right));
+    let min_face = CropParams::default().min_face_px;
+    if face.width < min_face || face.height < min_face {
+        return Err(CropError::FaceTooSmall {
+            width: face.width,
+            height: face.height,
+            min: min_face,
+        }
+        .into());
+    }
+    let (pw, ph) = (f64::from(photo.width()), f64::from(photo.height()));
+    let on_photo = |p: [f64; 2]| {
+        let [x, y] = to_photo.apply_f64(p);
+        x >= 0.0 && y >= 0.0 && x <= pw && y <= ph
     };
-    let aligned = align::align(&photo, &face.landmarks, &align_params);
-    let lm = aligned.transform.apply_landmarks(&face.landmarks);
-    let eye_mid = midpoint(lm.eye_left, lm.eye_right);
-    let face_rect = face.rect_at(aligned.transform.apply(face.center));
+    let estimate = Head::estimate(eye, iod);
+    let outside = frame::face_outside_share(&estimate, on_photo);
+    if outside > MAX_FACE_OUTSIDE {
+        return Err(RenderError::FaceCutOff(100.0 * outside as f32));
+    }
 
     enter(Stage::Crop, &mut timings)?;
-    let crop_params = CropParams {
-        margin: params.face_margin,
-        ..CropParams::default()
+    let framing = Framing {
+        width: params.width,
+        height: params.height,
+        head_ratio: f64::from(head_ratio(params.face_margin)),
+        eye_line: f64::from(params.eye_line),
     };
-    let (w, h) = aligned.image.dimensions();
-    let crop_box = crop::portrait_box(&face_rect, eye_mid, w, h, &crop_params)?;
-    let mut portrait = crop::crop(&aligned.image, &crop_box);
-
-    enter(Stage::Segment, &mut timings)?;
-    let matte = if params.remove_background {
-        let segmenter = engines.segmenter(params.segmentation_model)?;
-        let mut matte = segmenter.matte(&compose::flatten(&portrait, [128, 128, 128]))?;
-        // The face itself is never background: U²-Net sometimes fades pale or side-lit skin,
-        // which would wash the face out of the portrait.
-        let offset = crop_box.transform();
-        protect_face(
-            &mut matte,
-            &face.rect_at(offset.apply(aligned.transform.apply(face.center))),
-        );
-        for (p, m) in portrait.pixels_mut().zip(matte.pixels()) {
-            p.0[3] = ((u16::from(p.0[3]) * u16::from(m.0[0]) + 127) / 255) as u8;
-        }
-        Some(matte)
+    let first = Frame::place(&estimate, &framing);
+    let photo_rect = Rect {
+        x: 0.0,
+        y: 0.0,
+        width: photo.width() as f32,
+        height: photo.height() as f32,
+    };
+    let photo_aligned = to_aligned.apply_rect(&photo_rect);
+    // Work at the output's resolution, never above the photo's own.
+    let work_scale = first.scale.min(1.0);
+    let window = if params.remove_background {
+        frame::intersect(&frame::context_window(&estimate, &first), &photo_aligned)
     } else {
         None
     };
+    let needed = window.unwrap_or_else(|| first.rect());
+    let source = Source::new(&photo, &to_photo.apply_rect(&needed), work_scale);
 
+    enter(Stage::Segment, &mut timings)?;
+    let (head, segmented) = match window {
+        Some(win) => {
+            let (head, matte) = segment_window(
+                &source,
+                &win,
+                work_scale,
+                &to_photo,
+                &to_aligned,
+                &face,
+                &estimate,
+                params,
+                engines,
+            )?;
+            (head, Some((win, matte)))
+        }
+        None => (estimate, None),
+    };
     enter(Stage::Enhance, &mut timings)?;
-    if params.enhance {
-        enhance::enhance(&mut portrait, matte.as_ref(), &EnhanceParams::default())?;
+    let frame = Frame::place(&head, &framing);
+    let to_frame = Affine::scale_then_translate(1.0 / frame.scale, frame.x, frame.y);
+    // Output pixels → the window's pixels, for the matte (through the photo, so a later
+    // change of the rotation carries over).
+    let window_from_photo = segmented.as_ref().map(|(win, _)| {
+        to_aligned.then(&Affine::scale_then_translate(
+            work_scale,
+            -f64::from(win.x) * work_scale,
+            -f64::from(win.y) * work_scale,
+        ))
+    });
+    let draw = |to_aligned: &Affine| {
+        let to_photo = to_aligned.inverse().unwrap_or_default();
+        let out_to_photo = to_frame.then(&to_photo);
+        let mut portrait = align::warp(
+            &source.image,
+            params.width,
+            params.height,
+            &out_to_photo.then(&source.from_photo),
+        );
+        let beyond_photo: Vec<bool> = portrait.pixels().map(|p| p.0[3] < 128).collect();
+        let matte = match (&segmented, &window_from_photo) {
+            (Some((_, matte)), Some(to_window)) => {
+                let out_to_window = out_to_photo.then(to_window);
+                let matte = align::warp_gray(matte, params.width, params.height, &out_to_window);
+                for (p, m) in portrait.pixels_mut().zip(matte.pixels()) {
+                    p.0[3] = ((u16::from(p.0[3]) * u16::from(m.0[0]) + 127) / 255) as u8;
+                }
+                let reach = (params.width.min(params.height) as usize / 100).max(3);
+                matte::decontaminate(&mut portrait, reach);
+                Some(matte)
+            }
+            _ => None,
+        };
+        let to_output = to_aligned.then(&Affine::scale_then_translate(
+            frame.scale,
+            -frame.x * frame.scale,
+            -frame.y * frame.scale,
+        ));
+        let planned = to_output.apply_landmarks(&face.landmarks);
+        let face_box = to_output.apply_rect(&face.rect_at(face.center));
+        let before = quality::face_stats(&portrait, &planned);
+        if params.enhance {
+            enhance::enhance(&mut portrait, matte.as_ref(), &EnhanceParams::default())?;
+        }
+        Ok::<_, RenderError>(Drawn {
+            portrait,
+            beyond_photo,
+            matte,
+            planned,
+            face_box,
+            before,
+        })
+    };
+    let mut rotation = -roll;
+    let mut drawn = draw(&to_aligned)?;
+    // The landmarks were found on the photo as it was (tilted, perhaps small); found again on
+    // the levelled portrait they are more exact, and any tilt left is taken out once more.
+    let mut measured = measure_landmarks(&drawn, engines)?;
+    let tilt = align::eye_angle(measured.eye_left, measured.eye_right);
+    if measured != drawn.planned && tilt.abs() > 0.3 && tilt.abs() < 10.0 {
+        let eye_aligned = to_aligned.apply_f64(eye);
+        let levelled = to_aligned.then(&Affine::rotation_about(eye_aligned, -f64::from(tilt)));
+        drawn = draw(&levelled)?;
+        rotation -= tilt;
+        measured = measure_landmarks(&drawn, engines)?;
     }
+    let Drawn {
+        portrait,
+        beyond_photo,
+        matte,
+        before,
+        ..
+    } = drawn;
 
     enter(Stage::Compose, &mut timings)?;
     let background = if params.transparent {
@@ -253,10 +377,37 @@ pub fn render(
         background,
     };
     let mut canvas = compose::letterbox(&portrait, &compose_params);
-    if params.oval_mask {
+    let oval = params.oval_mask.then(|| {
         let feather = OVAL_FEATHER * params.width.min(params.height) as f32;
-        let mask = compose::oval_mask(params.width, params.height, feather);
-        canvas = compose::apply_mask(&canvas, &mask, background)?;
+        compose::oval_mask(params.width, params.height, feather)
+    });
+    if let Some(mask) = &oval {
+        canvas = compose::apply_mask(&canvas, mask, background)?;
+    }
+    // Fill counts where it shows: outside the oval everything is background anyway.
+    let padded_pixels = match &oval {
+        Some(mask) => beyond_photo
+            .iter()
+            .zip(mask.pixels())
+            .filter(|(b, m)| **b && m.0[0] >= 128)
+            .count(),
+        None => beyond_photo.iter().filter(|b| **b).count(),
+    } as u64;
+    let report = quality::measure(
+        &canvas,
+        &quality::Measured {
+            landmarks: &measured,
+            head_height: (head.height() * frame.scale) as f32,
+            padded_pixels,
+            upscale: frame.scale as f32,
+            matte: matte.as_ref(),
+            before: Some(before),
+        },
+        &QualityParams::default(),
+    );
+    tracing::debug!(?report, "quality");
+    if params.quality == QualityPolicy::Strict && !report.warnings.is_empty() {
+        return Err(RenderError::QualityRejected(report.warnings));
     }
 
     enter(Stage::Encode, &mut timings)?;
@@ -278,10 +429,248 @@ pub fn render(
             landmarks: face.landmarks.points.clone(),
             score: face.score,
             faces_found,
-            rotation_deg: aligned.rotation_deg,
+            rotation_deg: rotation,
         }),
+        quality: Some(report),
         timings,
     })
+}
+
+/// One drawing of the portrait at a given rotation, before enhancement and composition.
+struct Drawn {
+    /// Output-sized, alpha = photo coverage × matte.
+    portrait: RgbaImage,
+    /// Output pixels beyond the photo.
+    beyond_photo: Vec<bool>,
+    /// The subject's matte at output size, when the background is removed.
+    matte: Option<image::GrayImage>,
+    /// The face's landmarks carried into the output.
+    planned: FaceLandmarks,
+    /// The detector's face box carried into the output (axis-aligned bounds).
+    face_box: Rect,
+    /// The face measured before enhancement.
+    before: quality::FaceStats,
+}
+
+/// The pixels the portrait is sampled from: the photo itself, or, when the output is much
+/// smaller than the photo, the region needed shrunk with an area filter first (bilinear
+/// sampling alone would alias past a 2× reduction).
+struct Source<'a> {
+    image: Cow<'a, RgbaImage>,
+    /// Photo pixel coordinates → `image` coordinates.
+    from_photo: Affine,
+}
+
+impl<'a> Source<'a> {
+    fn new(photo: &'a RgbaImage, region: &Rect, scale: f64) -> Self {
+        let whole = Self {
+            image: Cow::Borrowed(photo),
+            from_photo: Affine::IDENTITY,
+        };
+        if scale >= 0.5 || !scale.is_finite() || scale <= 0.0 {
+            return whole;
+        }
+        let (pw, ph) = photo.dimensions();
+        // The region, a pixel wider for the bilinear taps, on whole pixels inside the photo.
+        let x0 = (region.x - 1.0).floor().clamp(0.0, pw as f32) as u32;
+        let y0 = (region.y - 1.0).floor().clamp(0.0, ph as f32) as u32;
+        let x1 = (region.right() + 1.0).ceil().clamp(0.0, pw as f32) as u32;
+        let y1 = (region.bottom() + 1.0).ceil().clamp(0.0, ph as f32) as u32;
+        if x1 <= x0 || y1 <= y0 {
+            return whole;
+        }
+        // Shrink to twice the working scale: the warp then reduces by 2× at most.
+        let f = 2.0 * scale;
+        let (w, h) = (
+            ((f64::from(x1 - x0) * f).round() as u32).max(1),
+            ((f64::from(y1 - y0) * f).round() as u32).max(1),
+        );
+        let cut = imageops::crop_imm(photo, x0, y0, x1 - x0, y1 - y0).to_image();
+        let (fx, fy) = (
+            f64::from(w) / f64::from(x1 - x0),
+            f64::from(h) / f64::from(y1 - y0),
+        );
+        Self {
+            image: Cow::Owned(compose::resize_premultiplied(&cut, w, h)),
+            from_photo: Affine {
+                m: [
+                    [fx, 0.0, -f64::from(x0) * fx],
+                    [0.0, fy, -f64::from(y0) * fy],
+                ],
+            },
+        }
+    }
+}
+
+/// Background removal on the context window `win` (aligned coordinates) at `scale` working
+/// pixels per aligned pixel: the matte, cleaned, in window pixels, and the head with its
+/// crown measured on it.
+#[allow(clippy::too_many_arguments)]
+fn segment_window(
+    source: &Source<'_>,
+    win: &Rect,
+    scale: f64,
+    to_photo: &Affine,
+    to_aligned: &Affine,
+    face: &Face,
+    estimate: &Head,
+    params: &JobParams,
+    engines: &Engines,
+) -> Result<(Head, image::GrayImage), RenderError> {
+    let (ww, wh) = (
+        ((f64::from(win.width) * scale).ceil() as u32).max(1),
+        ((f64::from(win.height) * scale).ceil() as u32).max(1),
+    );
+    let to_win = Affine::scale_then_translate(1.0 / scale, f64::from(win.x), f64::from(win.y));
+    let back = to_win.then(to_photo).then(&source.from_photo);
+    // Where the photo is: the model must not see its border (or a turned photo's corners) as
+    // an object, so it gets the photo's edge pixels continued outward instead.
+    let pixels = align::warp(&source.image, ww, wh, &back);
+    let rgb = compose::flatten(
+        &align::warp_clamped(&source.image, ww, wh, &back),
+        [128, 128, 128],
+    );
+    let segmenter = engines.segmenter(params.segmentation_model)?;
+    let mut matte = segmenter.matte(&rgb)?;
+    // Beyond the photo there is nothing to keep.
+    for (m, p) in matte.pixels_mut().zip(pixels.pixels()) {
+        m.0[0] = ((u16::from(m.0[0]) * u16::from(p.0[3]) + 127) / 255) as u8;
+    }
+    let from_aligned = to_win.inverse().unwrap_or_default();
+    let window_px = |p: [f64; 2]| from_aligned.apply_f64(p);
+    // The face itself is never background: U²-Net sometimes fades pale or side-lit skin,
+    // which would wash the face out of the portrait.
+    let face_rect = from_aligned.apply_rect(&face.rect_at(to_aligned.apply(face.center)));
+    protect_face(&mut matte, &face_rect);
+    let [sx, sy] = window_px([estimate.eye[0], estimate.eye[1] + 0.5 * estimate.iod]);
+    let seed = [
+        sx.clamp(0.0, f64::from(ww - 1)) as u32,
+        sy.clamp(0.0, f64::from(wh - 1)) as u32,
+    ];
+    let luma: image::GrayImage = rgb.convert();
+    matte::clean(&mut matte, &luma, seed, &CleanParams::default());
+    let [ex, ey] = window_px(estimate.eye);
+    let crown = matte::crown_row(
+        &matte,
+        ex as f32,
+        ey as f32,
+        (0.5 * estimate.iod * scale) as f32,
+    )
+    .map(|row| f64::from(row) / scale + f64::from(win.y));
+    let head = crown.map_or(*estimate, |c| estimate.with_measured_crown(c));
+    Ok((head, matte))
+}
+
+/// The face's landmarks measured again on the finished portrait (so the report is of the
+/// output, not of the plan); the planned ones when no landmark model is loaded or the
+/// measurement is not plausible.
+///
+/// The shape predictor is trained on the boxes of dlib's own detector and its eye points
+/// move by a degree or two with the box, so the box comes from the HOG detector run on the
+/// portrait (tens of milliseconds at portrait size); the planned box, squared,
+/// only when HOG does not find the face there.
+fn measure_landmarks(drawn: &Drawn, engines: &Engines) -> Result<FaceLandmarks, RenderError> {
+    let (canvas, planned, face_box) = (&drawn.portrait, &drawn.planned, &drawn.face_box);
+    // On mid grey, as detection flattens photos: the landmarks must not depend on the
+    // background colour asked for.
+    let background = [128, 128, 128];
+    let Some(lm) = engines.landmarker() else {
+        return Ok(planned.clone());
+    };
+    let iod = dist(planned.eye_left, planned.eye_right).max(1.0);
+    let rgb = compose::flatten(canvas, background);
+    let mut boxes = Vec::new();
+    if let Ok(hog) = engines.detector(Detector::Hog) {
+        let mut found = hog.detect(&rgb)?;
+        let mid = midpoint(planned.eye_left, planned.eye_right);
+        found.sort_by(|a, b| {
+            let d = |r: &Rect| {
+                let (cx, cy) = r.center();
+                (cx - mid[0]).hypot(cy - mid[1])
+            };
+            d(&a.bbox).total_cmp(&d(&b.bbox))
+        });
+        boxes.extend(found.into_iter().take(1).map(|d| d.bbox));
+    }
+    // The planned box is the detector's box turned level: square it about its centre.
+    let (cx, cy) = face_box.center();
+    let side = face_box.width.min(face_box.height) * std::f32::consts::FRAC_1_SQRT_2 * 1.2;
+    boxes.push(Rect {
+        x: cx - side / 2.0,
+        y: cy - side / 2.0,
+        width: side,
+        height: side,
+    });
+    // The first box that gives plausible landmarks, measured at a few sizes and offsets
+    // around it and averaged: one 5-point fit moves the eyes by a degree or two with the box.
+    for rect in boxes {
+        let found = lm.landmarks(&rgb, &rect)?;
+        let agrees = |f: &FaceLandmarks| {
+            dist(f.eye_left, planned.eye_left) < 0.25 * iod
+                && dist(f.eye_right, planned.eye_right) < 0.25 * iod
+        };
+        if !(agrees(&found) && confirm::plausible(&rect, &found, &ConfirmParams::default()).is_ok())
+        {
+            continue;
+        }
+        let mut fits = vec![found];
+        for (scale, dx, dy) in BOX_JITTER {
+            let (cx, cy) = rect.center();
+            let (w, h) = (rect.width * scale, rect.height * scale);
+            let jittered = Rect {
+                x: cx - w / 2.0 + dx * rect.width,
+                y: cy - h / 2.0 + dy * rect.height,
+                width: w,
+                height: h,
+            };
+            let f = lm.landmarks(&rgb, &jittered)?;
+            if agrees(&f) {
+                fits.push(f);
+            }
+        }
+        let n = fits.len() as f32;
+        let mean = |pick: fn(&FaceLandmarks) -> [f32; 2]| {
+            let s = fits
+                .iter()
+                .map(pick)
+                .fold([0.0, 0.0], |a, p| [a[0] + p[0], a[1] + p[1]]);
+            [s[0] / n, s[1] / n]
+        };
+        let points = (0..fits[0].points.len())
+            .map(|i| {
+                let s = fits
+                    .iter()
+                    .filter_map(|f| f.points.get(i))
+                    .fold([0.0, 0.0], |a, p| [a[0] + p[0], a[1] + p[1]]);
+                [s[0] / n, s[1] / n]
+            })
+            .collect();
+        return Ok(FaceLandmarks {
+            eye_left: mean(|f| f.eye_left),
+            eye_right: mean(|f| f.eye_right),
+            nose: mean(|f| f.nose),
+            points,
+        });
+    }
+    Ok(planned.clone())
+}
+
+/// Box variations for [`measure_landmarks`]: (scale, x shift, y shift) as shares of the box.
+const BOX_JITTER: [(f32, f32, f32); 6] = [
+    (0.92, 0.0, 0.0),
+    (1.08, 0.0, 0.0),
+    (1.0, -0.04, 0.0),
+    (1.0, 0.04, 0.0),
+    (1.0, 0.0, -0.04),
+    (1.0, 0.0, 0.04),
+];
+
+fn names(warnings: &[QualityWarning]) -> String {
+    warnings
+        .iter()
+        .map(|w| w.name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Raises the matte to opaque inside an ellipse inscribed in the face box (slightly smaller,

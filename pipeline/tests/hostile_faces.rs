@@ -4,7 +4,7 @@
 
 mod support;
 
-use facecraft_contract::job::FacePolicy;
+use facecraft_contract::job::{FacePolicy, QualityWarning};
 use image::{imageops, Rgba, RgbaImage};
 
 use support::*;
@@ -71,36 +71,48 @@ fn a_tiny_face_is_face_too_small_and_a_speck_is_no_face() {
 }
 
 #[test]
-fn a_face_at_the_edge_of_the_frame_is_centred_or_image_too_small() {
+fn a_face_at_the_edge_is_centred_and_padded_and_a_cut_face_is_refused() {
     let reference = reference_face();
-    // The photo cut 4 px left of the face box: the face touches the left edge. The crop
-    // shrinks symmetrically around the eyes, so the portrait is narrower but centred.
+    // The photo cut 4 px left of the face box: the face touches the left edge but is whole.
+    // The frame stays centred on the eyes at the standard size, the part of it beyond the
+    // photo is background, and the report says so.
     let cut = (reference.x - 4.0).max(0.0) as u32;
     let img = imageops::crop_imm(astronaut(), cut, 0, 512 - cut, 512).to_image();
     let p = expect_portrait("face at the left edge", &png(&img), &quick());
-    let face = p.face.unwrap();
+    let face = p.face.as_ref().unwrap();
     assert_eq!(face.faces_found, 1);
     assert!(
         (face.bbox.x - (reference.x - cut as f32)).abs() <= 6.0,
         "{:?}",
         face.bbox
     );
-    // Cut through the middle of the face: the eye midpoint lands ~2 px from the edge, the
-    // detectors still see half a face with both eyes, and a crop centred on the eyes has no
-    // room left (narrower than the 40-px minimum): image_too_small, not a sliver.
+    let q = p.quality.as_ref().expect("a quality report");
+    assert!(q.eye_offset_pct.abs() < 3.0, "centred: {q:?}");
+    assert!(q.padded_pct > 5.0, "the fill is reported: {q:?}");
+    assert!(q.warnings.contains(&QualityWarning::Padded), "{q:?}");
+    // Cut through the middle of the face: the detectors still see half a face with both
+    // eyes, but half of it is missing — face_cut_off, never a portrait of half a face.
     let cut = (reference.x + reference.width / 2.0) as u32;
     let img = imageops::crop_imm(astronaut(), cut, 0, 512 - cut, 512).to_image();
-    expect_code("face cut in half", &png(&img), &quick(), "image_too_small");
-    // The face touching the top edge is fine too.
-    let img = imageops::crop_imm(
-        astronaut(),
-        0,
-        reference.y as u32,
-        512,
-        512 - reference.y as u32,
-    )
-    .to_image();
-    expect_portrait("face at the top edge", &png(&img), &quick());
+    expect_code("face cut in half", &png(&img), &quick(), "face_cut_off");
+    // Cut a third of the way in from the right.
+    let keep = (reference.x + reference.width * 0.7) as u32;
+    let img = imageops::crop_imm(astronaut(), 0, 0, keep, 512).to_image();
+    expect_code(
+        "face cut on the right",
+        &png(&img),
+        &quick(),
+        "face_cut_off",
+    );
+    // The photo starting at the top of the face box: the forehead is cut.
+    let top = reference.y as u32;
+    let img = imageops::crop_imm(astronaut(), 0, top, 512, 512 - top).to_image();
+    expect_code(
+        "face cut at the forehead",
+        &png(&img),
+        &quick(),
+        "face_cut_off",
+    );
 }
 
 #[test]

@@ -95,7 +95,7 @@ pub(crate) async fn run_job(ctx: Arc<Ctx>, job: Job) -> Result<JobResult, JobFai
     let portrait = match rendered {
         Ok(Ok(p)) => p,
         Ok(Err(RenderError::Cancelled)) => return Err(JobFailure::Cancelled),
-        Ok(Err(e)) => return Err(JobError::new(e.code(), e.to_string()).into()),
+        Ok(Err(e)) => return Err(render_error(&e).into()),
         // Re-raise so the job task's panic boundary handles it in one place.
         Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
         Err(join) => return Err(JobError::new(ErrorCode::Internal, join.to_string()).into()),
@@ -136,5 +136,38 @@ pub(crate) async fn run_job(ctx: Arc<Ctx>, job: Job) -> Result<JobResult, JobFai
         outputs,
         face: portrait.face,
         timings_ms: timings,
+        quality: portrait.quality,
     })
+}
+
+/// A pipeline failure as the job's error; a strict quality failure carries its warnings.
+fn render_error(e: &RenderError) -> JobError {
+    let error = JobError::new(e.code(), e.to_string());
+    match e {
+        RenderError::QualityRejected(warnings) => error.with_warnings(warnings.clone()),
+        _ => error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use facecraft_contract::job::QualityWarning;
+
+    use super::*;
+
+    #[test]
+    fn a_strict_quality_failure_keeps_its_warnings() {
+        let warnings = vec![QualityWarning::Blurry, QualityWarning::Padded];
+        let e = render_error(&RenderError::QualityRejected(warnings.clone()));
+        assert_eq!(e.code, ErrorCode::QualityRejected);
+        assert_eq!(e.warnings, warnings);
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["warnings"], serde_json::json!(["blurry", "padded"]));
+
+        let e = render_error(&RenderError::NoFace);
+        assert_eq!(e.code, ErrorCode::NoFaceDetected);
+        assert!(e.warnings.is_empty());
+        let json = serde_json::to_value(&e).unwrap();
+        assert!(json.get("warnings").is_none(), "{json}");
+    }
 }

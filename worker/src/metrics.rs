@@ -240,6 +240,7 @@ mod tests {
             outputs: Vec::new(),
             face: None,
             timings_ms: BTreeMap::from([("decode".to_owned(), 1500), ("store".to_owned(), 3)]),
+            quality: None,
         });
         m.failed(JobState::Dead, ErrorCode::WorkerCrashed);
         m.retried(ErrorCode::StorageUnavailable);

@@ -316,6 +316,77 @@ async fn idempotency_unknown_ids_and_invalid_params() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preset_stands_in_for_the_params_not_given() {
+    // No worker: the status records of queued jobs show the parameters they will run with.
+    let stack = Stack::start(StackOptions::default()).await;
+    let (code, body) = stack
+        .submit_json(json!({"input": {"key": "a.png"}, "params": {"preset": "passport", "quality": "strict"}}))
+        .await;
+    assert_eq!(code, 202, "{body}");
+    let (_, status) = stack.status(body["id"].as_str().unwrap()).await;
+    let p = &status["params"];
+    assert_eq!(
+        (&p["width"], &p["height"]),
+        (&json!(413), &json!(531)),
+        "{p:#}"
+    );
+    assert_eq!(p["preset"], "passport", "{p:#}");
+    assert_eq!(p["oval_mask"], false, "{p:#}");
+    assert_eq!(p["quality"], "strict", "{p:#}");
+    assert!(
+        (p["eye_line"].as_f64().unwrap() - 0.47).abs() < 1e-6,
+        "{p:#}"
+    );
+
+    // As form fields, given ones win over the preset.
+    let (code, body) = stack
+        .submit_bytes(astronaut(), &[("width", "700"), ("preset", "us_visa")])
+        .await;
+    assert_eq!(code, 202, "{body}");
+    let (_, status) = stack.status(body["id"].as_str().unwrap()).await;
+    let p = &status["params"];
+    assert_eq!(
+        (&p["width"], &p["height"]),
+        (&json!(700), &json!(600)),
+        "{p:#}"
+    );
+    assert_eq!(p["background"], json!([255, 255, 255]), "{p:#}");
+    assert_eq!(p["quality"], "report", "{p:#}");
+
+    // Without a preset nothing changes: no `preset` in the record, the old defaults.
+    let (_, body) = stack.submit_json(json!({"input": {"key": "a.png"}})).await;
+    let p = &body["params"];
+    assert!(p.get("preset").is_none(), "{p:#}");
+    assert_eq!(
+        (&p["width"], &p["height"]),
+        (&json!(648), &json!(648)),
+        "{p:#}"
+    );
+
+    for (params, says) in [
+        (json!({"preset": "visa"}), "unknown preset `visa`"),
+        (json!({"preset": 3}), "preset"),
+        (json!({"quality": "lenient"}), "`report` or `strict`"),
+        (json!({"eye_line": 0.9}), "eye_line"),
+        (json!({"preset": "badge", "eye_line": 0.1}), "eye_line"),
+    ] {
+        let (code, body) = stack
+            .submit_json(json!({"input": {"key": "a.png"}, "params": params}))
+            .await;
+        assert_eq!(
+            (code, body["code"].as_str()),
+            (400, Some("invalid_params")),
+            "{params} → {body}"
+        );
+        assert!(
+            body["error"].as_str().unwrap().contains(says),
+            "{params} → {body}"
+        );
+    }
+    assert_eq!(stack.queue.stats().await.unwrap().stream_len, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_queued_job_is_never_processed() {
     let stack = Stack::start(StackOptions::default()).await;
     let (code, body) = stack.submit_bytes(astronaut(), &[]).await;

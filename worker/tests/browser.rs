@@ -1,7 +1,7 @@
 //! The web page at `/` in headless Chromium, driven through chromedriver (WebDriver): a photo
 //! uploaded through the form comes back as a portrait of the chosen preset, shown from its
-//! presigned S3 URL under the page's Content-Security-Policy. Real API (with API keys on),
-//! Redis, S3 and worker process, as in backbone.rs.
+//! presigned S3 URL under the page's Content-Security-Policy, with the job's quality report.
+//! Real API (with API keys on), Redis, S3 and worker process, as in backbone.rs.
 //!
 //! Needs `chromium` and `chromedriver` on PATH (Debian: `chromium chromium-driver`). Without
 //! them the test fails when `CI` is set, and is skipped with a loud message otherwise.
@@ -128,6 +128,16 @@ async fn drive(client: &Client, stack: &Stack) {
         .select_by_value("passport")
         .await
         .unwrap();
+    // The preset shows its own values: no oval, its background.
+    let shown = js(
+        client,
+        "return [document.getElementById('oval').checked, document.getElementById('background').value,
+                 document.getElementById('custom-size').hidden];",
+    )
+    .await;
+    assert_eq!(shown, json!([false, "#f0f0f0", true]));
+    // The oval back on, so the corner checked below is background whatever the matte does.
+    click(client, "#oval").await;
     client
         .execute(
             "const c = document.getElementById('background');
@@ -179,6 +189,11 @@ async fn drive(client: &Client, stack: &Stack) {
                 .map((li) => [li.dataset.stage, li.dataset.state])),
             downloads: [...document.querySelectorAll('#downloads a')]
                 .map((a) => ({href: a.href, download: a.download, text: a.textContent})),
+            quality: document.getElementById('quality').hidden ? null : {
+                badges: [...document.querySelectorAll('#quality-warnings li')]
+                    .map((li) => li.dataset.warning || li.textContent),
+                rows: document.querySelectorAll('#quality-table tbody tr').length,
+            },
             csp: window.Facecraft.cspViolations,
         };
     "#,
@@ -229,8 +244,46 @@ async fn drive(client: &Client, stack: &Stack) {
         }
     }
 
+    // The job asked for the preset by name, with only what the form changed on top of it.
+    let download = downloads[0]["download"].as_str().unwrap();
+    let id = download
+        .strip_prefix("portrait-")
+        .and_then(|d| d.rsplit_once('.'))
+        .map(|(id, _)| id)
+        .unwrap();
+    let status = stack.wait_for_as(id, Some(KEY), &["succeeded"], LONG).await;
+    let params = &status["params"];
+    assert_eq!(params["preset"], "passport", "{params:#}");
+    assert_eq!(params["background"], json!(BACKGROUND), "{params:#}");
+    assert_eq!(params["oval_mask"], true, "{params:#}");
+    assert_eq!(params["quality"], "report", "{params:#}");
+    // The page shows the job's quality report when there is one, its warnings as badges.
+    match status["result"].get("quality") {
+        Some(report) => {
+            let quality = &shown["quality"];
+            assert!(quality.is_object(), "no quality report shown: {shown:#}");
+            let warnings = report["warnings"].as_array().unwrap();
+            if warnings.is_empty() {
+                assert_eq!(quality["badges"], json!(["No warnings"]), "{shown:#}");
+            } else {
+                assert_eq!(&quality["badges"], &report["warnings"], "{shown:#}");
+            }
+            assert!(quality["rows"].as_u64().unwrap() >= 8, "{shown:#}");
+        }
+        None => assert!(shown["quality"].is_null(), "{shown:#}"),
+    }
+
     let shot = save_screenshot(client, "page-result.png").await;
     println!("screenshot: {}", shot.display());
+    if shown["quality"].is_object() {
+        js(
+            client,
+            "document.getElementById('quality').scrollIntoView({block: 'end'}); return null;",
+        )
+        .await;
+        let shot = save_screenshot(client, "page-quality.png").await;
+        println!("screenshot: {}", shot.display());
+    }
 
     // On a phone the page fits the width: nothing scrolls sideways.
     client.set_window_size(390, 844).await.unwrap();
@@ -246,10 +299,13 @@ async fn drive(client: &Client, stack: &Stack) {
     println!("screenshot: {}", shot.display());
     client.set_window_size(1280, 1300).await.unwrap();
 
+    check_quality_rendering(client).await;
+
     // A reload keeps the key; a file that is no image fails the job, and the page says why.
     client.refresh().await.unwrap();
     let key = js(client, "return document.getElementById('api-key').value;").await;
     assert_eq!(key, KEY);
+    check_form_params(client).await;
     let junk = std::env::temp_dir().join(format!("{}-not-a-photo.png", stack.prefix));
     std::fs::write(&junk, b"this is not an image").unwrap();
     choose_file(client, &junk).await;
@@ -257,6 +313,104 @@ async fn drive(client: &Client, stack: &Stack) {
     let error = wait_for_error(client).await;
     let _ = std::fs::remove_file(&junk);
     assert!(error.contains("unsupported_format"), "{error}");
+}
+
+/// A made-up quality report drawn by the page: a row per measurement, a badge per warning; a
+/// strict failure's warnings as badges in the error box.
+async fn check_quality_rendering(client: &Client) {
+    let got = js(
+        client,
+        r#"
+        const F = window.Facecraft;
+        const read = () => ({
+            hidden: document.getElementById('quality').hidden,
+            badges: [...document.querySelectorAll('#quality-warnings li')].map((li) => li.textContent),
+            rows: Object.fromEntries([...document.querySelectorAll('#quality-table tbody tr')]
+                .map((tr) => [tr.dataset.field, tr.querySelector('td').textContent])),
+        });
+        F.renderQuality({
+            eye_tilt_deg: 0.44, yaw_deg: -23.1, eye_offset_pct: 1.26, eye_height_pct: 53,
+            head_height_ratio: 0.7449, padded_pct: 0, background_uniformity: 0.973,
+            sharpness: 182.4, face_luminance: 131.2, face_clipped_pct: 0.3, upscale: 2.5,
+            warnings: ['turned_head', 'low_resolution', 'some_new_warning'],
+        });
+        const full = read();
+        F.renderQuality({eye_tilt_deg: 0, warnings: []});
+        const clean = read();
+        F.renderQuality(null);
+        const none = read();
+        F.showError(new F.ApiError('the portrait fails the quality check', 'quality_rejected', null),
+            ['blurry', 'dark']);
+        const error = [...document.querySelectorAll('#error-warnings li')].map((li) => li.dataset.warning);
+        const errorShown = !document.getElementById('error-warnings').hidden;
+        F.showError(new F.ApiError('no face', 'no_face_detected', null));
+        const plainError = document.getElementById('error-warnings').hidden;
+        return {full, clean, none, error, errorShown, plainError};
+    "#,
+    )
+    .await;
+    let full = &got["full"];
+    assert_eq!(full["hidden"], false, "{got:#}");
+    assert_eq!(
+        full["badges"],
+        json!(["Head turned", "Low resolution", "some new warning"]),
+        "{got:#}"
+    );
+    assert_eq!(full["rows"].as_object().unwrap().len(), 11, "{got:#}");
+    for (field, text) in [
+        ("eye_tilt_deg", "0.4°"),
+        ("yaw_deg", "-23.1°"),
+        ("eye_offset_pct", "+1.3 %"),
+        ("head_height_ratio", "74 % of the frame"),
+        ("padded_pct", "0.0 %"),
+        ("sharpness", "182"),
+        ("face_luminance", "131 / 255"),
+        ("upscale", "2.50×"),
+    ] {
+        assert_eq!(full["rows"][field], text, "{field}: {got:#}");
+    }
+    assert_eq!(got["clean"]["badges"], json!(["No warnings"]), "{got:#}");
+    assert_eq!(
+        got["clean"]["rows"],
+        json!({"eye_tilt_deg": "0.0°"}),
+        "{got:#}"
+    );
+    assert_eq!(got["none"]["hidden"], true, "{got:#}");
+    assert_eq!(got["error"], json!(["blurry", "dark"]), "{got:#}");
+    assert_eq!(got["errorShown"], true, "{got:#}");
+    assert_eq!(got["plainError"], true, "{got:#}");
+}
+
+/// What the form sends: a preset by name with only the values changed from it, the strict
+/// quality flag, and a custom size without a preset.
+async fn check_form_params(client: &Client) {
+    client
+        .find(Locator::Css("#preset"))
+        .await
+        .unwrap()
+        .select_by_value("badge")
+        .await
+        .unwrap();
+    click(client, "#strict").await;
+    let badge = js(client, "return window.Facecraft.formParams();").await;
+    assert_eq!(
+        badge,
+        json!({"preset": "badge", "enhance": true, "quality": "strict"})
+    );
+    client
+        .find(Locator::Css("#preset"))
+        .await
+        .unwrap()
+        .select_by_value("none")
+        .await
+        .unwrap();
+    let custom = js(client, "return window.Facecraft.formParams();").await;
+    assert_eq!(
+        custom,
+        json!({"width": 480, "height": 640, "background": "#f0f0f0", "oval_mask": false,
+               "enhance": true, "quality": "strict"}),
+        "a custom size starts from the last preset's"
+    );
 }
 
 /// The stream parser on what an SSE endpoint may send: CRLF split across chunks, comments,

@@ -644,3 +644,239 @@ async fn not_ready_when_storage_is_unreachable_and_bad_wait_settings_refused() {
         assert_eq!(ok, valid, "FACECRAFT_COMPAT_WAIT_SECS={wait}");
     }
 }
+
+/// A made-up quality report, as a worker would store it.
+fn report(
+    warnings: Vec<facecraft_contract::job::QualityWarning>,
+) -> facecraft_contract::job::QualityReport {
+    facecraft_contract::job::QualityReport {
+        eye_tilt_deg: 0.5,
+        yaw_deg: -4.0,
+        eye_offset_pct: 1.0,
+        eye_height_pct: 53.0,
+        head_height_ratio: 0.75,
+        padded_pct: 3.5,
+        background_uniformity: 0.9,
+        sharpness: 150.0,
+        face_luminance: 128.0,
+        face_clipped_pct: 0.2,
+        upscale: 0.6,
+        warnings,
+    }
+}
+
+/// Plays a worker for the next `n` jobs: `outcome` sees each job and says how it ends. The
+/// answers then depend on the queue and the API only, not on what the pipeline makes of a photo.
+async fn play_worker(
+    stack: &Stack,
+    n: usize,
+    outcome: impl Fn(
+        &facecraft_contract::job::Job,
+    ) -> Result<facecraft_contract::job::JobResult, facecraft_contract::JobError>,
+) -> Vec<facecraft_contract::job::Job> {
+    use facecraft_shared::queue::Start;
+    stack.queue.ensure_group().await.unwrap();
+    let mut consumer = stack.queue.consumer("stand-in").await.unwrap();
+    let deadline = std::time::Instant::now() + LONG;
+    let mut jobs = Vec::new();
+    while jobs.len() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} jobs came",
+            jobs.len()
+        );
+        for d in consumer.read(1, Duration::from_millis(500)).await.unwrap() {
+            let id = d.job_id.unwrap();
+            let Start::Run { job, .. } = stack.queue.start(&d, &id, "stand-in").await.unwrap()
+            else {
+                panic!("job {id} did not start");
+            };
+            match outcome(&job) {
+                Ok(result) => assert!(stack.queue.succeed(&d, &id, &result).await.unwrap()),
+                Err(error) => assert!(stack.queue.fail(&d, &id, &error).await.unwrap()),
+            }
+            jobs.push(*job);
+        }
+    }
+    jobs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presets_quality_reports_and_strict_failures_on_the_old_paths() {
+    use facecraft_contract::job::{JobResult, Preset, QualityPolicy, QualityWarning};
+    use facecraft_contract::{ErrorCode, JobError};
+    use QualityWarning::{Blurry, Padded};
+
+    let stack = Stack::start(StackOptions::default()).await;
+    let strict_failure = || {
+        JobError::new(
+            ErrorCode::QualityRejected,
+            "the portrait fails the quality check (quality=strict): blurry, padded",
+        )
+        .with_warnings(vec![Blurry, Padded])
+    };
+    let success = || JobResult {
+        outputs: Vec::new(),
+        face: None,
+        timings_ms: [("decode".to_owned(), 7)].into(),
+        quality: Some(report(vec![Padded])),
+    };
+    let post = |path: &str, form: Form| {
+        let req = stack.http.post(stack.url(path)).multipart(form);
+        tokio::spawn(send(req))
+    };
+
+    // `/process` with a preset and strict quality: the job carries both, and its failure's
+    // warnings come back in the answer and in the /v1 record.
+    let answer = post(
+        "/api/v1/process",
+        form(
+            "file",
+            flat_png(64, 64, [1, 2, 3]),
+            &[("quality", "strict"), ("preset", "passport")],
+        ),
+    );
+    let jobs = play_worker(&stack, 1, |_| Err(strict_failure())).await;
+    let p = &jobs[0].params;
+    assert_eq!((p.width, p.height), (413, 531));
+    assert_eq!(p.preset, Some(Preset::Passport));
+    assert_eq!(p.quality, QualityPolicy::Strict);
+    let (code, _, body) = answer.await.unwrap();
+    assert_eq!(code, 400, "{body:#}");
+    assert_eq!(body["success"], false);
+    assert_eq!(body["error"], "quality_rejected");
+    assert_eq!(body["warnings"], serde_json::json!(["blurry", "padded"]));
+    assert!(body.get("quality").is_none(), "{body:#}");
+    let (_, status) = stack.status(&jobs[0].id.to_string()).await;
+    assert_eq!(status["params"]["preset"], "passport");
+    assert_eq!(status["params"]["width"], 413);
+    assert_eq!(status["error"]["code"], "quality_rejected");
+    assert_eq!(
+        status["error"]["warnings"],
+        serde_json::json!(["blurry", "padded"])
+    );
+
+    // A success carries its report as `quality`; given fields win over the preset.
+    let answer = post(
+        "/api/v1/process",
+        form(
+            "file",
+            flat_png(64, 64, [1, 2, 3]),
+            &[("preset", "us_visa"), ("height", "700")],
+        ),
+    );
+    let jobs = play_worker(&stack, 1, |_| Ok(success())).await;
+    let p = &jobs[0].params;
+    assert_eq!((p.width, p.height), (600, 700));
+    assert_eq!(p.background.0, [255, 255, 255]);
+    let (code, _, body) = answer.await.unwrap();
+    assert_eq!(code, 200, "{body:#}");
+    assert_eq!(body["success"], true);
+    assert_eq!(body["quality"]["warnings"], serde_json::json!(["padded"]));
+    assert_eq!(body["quality"]["head_height_ratio"], 0.75);
+    assert!(body.get("warnings").is_none(), "{body:#}");
+    let (_, status) = stack.status(&jobs[0].id.to_string()).await;
+    assert_eq!(status["result"]["quality"], body["quality"]);
+
+    // The other endpoints' error shape lists the warnings too.
+    let answer = post(
+        "/api/v1/process/quick",
+        form("file", flat_png(64, 64, [1, 2, 3]), &[]),
+    );
+    play_worker(&stack, 1, |_| Err(strict_failure())).await;
+    let (code, _, body) = answer.await.unwrap();
+    assert_eq!(
+        (code, body["detail"].as_str()),
+        (400, Some("quality_rejected")),
+        "{body:#}"
+    );
+    assert_eq!(body["warnings"], serde_json::json!(["blurry", "padded"]));
+
+    // A batch: the report on the succeeded item, the warnings on the failed one.
+    let f = Form::new()
+        .part(
+            "files",
+            Part::bytes(flat_png(64, 64, [1, 2, 3])).file_name("good.png"),
+        )
+        .part(
+            "files",
+            Part::bytes(flat_png(64, 64, [1, 2, 3])).file_name("bad.png"),
+        )
+        .text("preset", "badge")
+        .text("quality", "strict");
+    let answer = post("/api/v1/process/batch", f);
+    let jobs = play_worker(&stack, 2, |job| {
+        assert_eq!(job.params.preset, Some(Preset::Badge));
+        assert_eq!((job.params.width, job.params.height), (480, 640));
+        if job.input.key.ends_with("bad.png") {
+            Err(strict_failure())
+        } else {
+            Ok(success())
+        }
+    })
+    .await;
+    assert_eq!(jobs.len(), 2);
+    let (code, _, body) = answer.await.unwrap();
+    assert_eq!(code, 200, "{body:#}");
+    assert_eq!(
+        (body["successful"].as_u64(), body["failed"].as_u64()),
+        (Some(1), Some(1)),
+        "{body:#}"
+    );
+    let item = |name: &str| {
+        body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["filename"] == name)
+            .unwrap()
+            .clone()
+    };
+    let (good, bad) = (item("good.png"), item("bad.png"));
+    assert_eq!(good["quality"]["warnings"], serde_json::json!(["padded"]));
+    assert!(good.get("warnings").is_none(), "{good:#}");
+    assert_eq!(bad["error"], "quality_rejected");
+    assert_eq!(bad["warnings"], serde_json::json!(["blurry", "padded"]));
+    assert!(bad.get("quality").is_none(), "{bad:#}");
+
+    // An unknown preset or policy is refused before anything is queued.
+    let queued = stack.queue.stats().await.unwrap().stream_len;
+    for (k, v) in [("preset", "visa"), ("quality", "lenient")] {
+        let (code, _, body) = send(
+            stack
+                .http
+                .post(stack.url("/api/v1/process"))
+                .multipart(form("file", flat_png(64, 64, [1, 2, 3]), &[(k, v)])),
+        )
+        .await;
+        assert_eq!(
+            (code, body["error"].as_str()),
+            (400, Some("invalid_params")),
+            "{k}={v}: {body:#}"
+        );
+    }
+    let (code, _, body) = send(
+        stack
+            .http
+            .post(stack.url("/api/v1/process/batch"))
+            .multipart(form(
+                "files",
+                flat_png(64, 64, [1, 2, 3]),
+                &[("preset", "visa")],
+            )),
+    )
+    .await;
+    assert_eq!(
+        (code, body["detail"].as_str()),
+        (400, Some("invalid_params")),
+        "{body:#}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("one of ad, passport, us_visa, badge"),
+        "{body:#}"
+    );
+    assert_eq!(stack.queue.stats().await.unwrap().stream_len, queued);
+}

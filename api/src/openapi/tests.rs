@@ -181,7 +181,7 @@ fn every_error_code_is_in_the_document() {
         .map(|v| v.as_str().unwrap())
         .collect();
     // The derive lists every variant; each must be a code that round-trips.
-    assert_eq!(values.len(), 27, "{values:?}");
+    assert_eq!(values.len(), 29, "{values:?}");
     let description = schema["description"].as_str().unwrap();
     for v in &values {
         let code = ErrorCode::from_code(v).unwrap_or_else(|| panic!("{v}"));
@@ -196,6 +196,70 @@ fn every_error_code_is_in_the_document() {
         doc["components"]["schemas"]["Error"]["properties"]["code"]["$ref"],
         "#/components/schemas/ErrorCode"
     );
+}
+
+#[test]
+fn presets_and_quality_reports_are_documented() {
+    let doc = document();
+    let schemas = &doc["components"]["schemas"];
+    let enum_of = |name: &str| -> Vec<String> {
+        schemas[name]["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name} is no enum: {}", schemas[name]))
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(enum_of("Preset"), ["ad", "passport", "us_visa", "badge"]);
+    assert_eq!(enum_of("QualityPolicy"), ["report", "strict"]);
+    assert_eq!(
+        enum_of("QualityWarning"),
+        [
+            "turned_head",
+            "blurry",
+            "dark",
+            "overexposed",
+            "padded",
+            "low_resolution",
+            "busy_background"
+        ]
+    );
+    let mut refs = Vec::new();
+    // Where each new schema is used: a property that refers to it (directly or through
+    // oneOf/items).
+    for (schema, property, target) in [
+        ("JobParams", "preset", "Preset"),
+        ("JobParams", "quality", "QualityPolicy"),
+        ("JobResult", "quality", "QualityReport"),
+        ("QualityReport", "warnings", "QualityWarning"),
+        ("JobError", "warnings", "QualityWarning"),
+        ("ProcessResult", "quality", "QualityReport"),
+        ("CompatBatchItem", "quality", "QualityReport"),
+        ("CompatError", "warnings", "QualityWarning"),
+    ] {
+        let prop = &schemas[schema]["properties"][property];
+        refs.clear();
+        collect_refs(prop, &mut refs);
+        let want = format!("#/components/schemas/{target}");
+        assert!(
+            refs.contains(&want.as_str()),
+            "{schema}.{property} does not refer to {target}: {prop}"
+        );
+    }
+    assert!(schemas["JobParams"]["properties"]["eye_line"].is_object());
+    let report = schemas["QualityReport"]["properties"].as_object().unwrap();
+    for field in [
+        "eye_tilt_deg",
+        "yaw_deg",
+        "eye_offset_pct",
+        "head_height_ratio",
+        "padded_pct",
+        "sharpness",
+        "face_luminance",
+        "warnings",
+    ] {
+        assert!(report.contains_key(field), "QualityReport lacks {field}");
+    }
 }
 
 /// Paths the router knows, read from its `Debug` output (axum offers no other way to list

@@ -89,7 +89,7 @@ fn check_idempotency_key(key: &str) -> Result<(), ApiError> {
     ),
     responses(
         (status = 202, description = "Queued; the status record of the new job.", body = JobStatus,
-            headers(("Location" = String, description = "`/v1/jobs/{id}`")), example = json!({"id": "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b", "state": "queued", "attempts": 0, "created_at": "2026-01-05T10:00:00.000Z", "updated_at": "2026-01-05T10:00:00.000Z", "input": {"bucket": "facecraft", "key": "inbox/me.jpg"}, "params": {"width": 648, "height": 648, "background": [240, 240, 240], "transparent": false, "face_margin": 0.3, "oval_mask": true, "enhance": true, "enhance_fidelity": 0.7, "formats": ["png", "jpg"], "jpeg_max_bytes": 101376, "face_policy": "largest", "detector": "hog", "segmentation_model": "u2netp", "remove_background": true}, "output": {"bucket": "facecraft", "prefix": "results/"}})),
+            headers(("Location" = String, description = "`/v1/jobs/{id}`")), example = json!({"id": "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b", "state": "queued", "attempts": 0, "created_at": "2026-01-05T10:00:00.000Z", "updated_at": "2026-01-05T10:00:00.000Z", "input": {"bucket": "facecraft", "key": "inbox/me.jpg"}, "params": {"width": 648, "height": 648, "background": [240, 240, 240], "transparent": false, "face_margin": 0.3, "eye_line": 0.4, "oval_mask": true, "enhance": true, "enhance_fidelity": 0.7, "formats": ["png", "jpg"], "jpeg_max_bytes": 101376, "face_policy": "largest", "detector": "hog", "segmentation_model": "u2netp", "remove_background": true, "quality": "report"}, "output": {"bucket": "facecraft", "prefix": "results/"}})),
         (status = 200, description = "An idempotent replay: the status record of the job first created with this key.", body = JobStatus,
             headers(("Location" = String, description = "`/v1/jobs/{id}`"))),
         (status = 400, description = "Malformed JSON or S3 key, missing image field (`invalid_request`); unknown, mistyped or out-of-range parameter (`invalid_params`); empty file (`unsupported_format`).", body = ErrorBody,
@@ -310,7 +310,8 @@ async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<JobStatus, 
 /// Get a job's status
 ///
 /// The status record: `state`, `attempts`, `progress`, timestamps, and the `error` or the
-/// `result` (outputs with presigned `url`s, the face found, per-stage `timings_ms`).
+/// `result` (outputs with presigned `url`s, the face found, per-stage `timings_ms`, the
+/// `quality` report). A `quality_rejected` error lists its `warnings`.
 #[utoipa::path(
     get,
     path = "/v1/jobs/{id}",
@@ -321,7 +322,7 @@ async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<JobStatus, 
         ("id" = String, Path, description = "Job id (UUIDv7)", example = "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b"),
     ),
     responses(
-        (status = 200, description = "The status record.", body = JobStatus, example = json!({"id": "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b", "state": "queued", "attempts": 0, "created_at": "2026-01-05T10:00:00.000Z", "updated_at": "2026-01-05T10:00:00.000Z", "input": {"bucket": "facecraft", "key": "inbox/me.jpg"}, "params": {"width": 648, "height": 648, "background": [240, 240, 240], "transparent": false, "face_margin": 0.3, "oval_mask": true, "enhance": true, "enhance_fidelity": 0.7, "formats": ["png", "jpg"], "jpeg_max_bytes": 101376, "face_policy": "largest", "detector": "hog", "segmentation_model": "u2netp", "remove_background": true}, "output": {"bucket": "facecraft", "prefix": "results/"}})),
+        (status = 200, description = "The status record.", body = JobStatus, example = json!({"id": "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b", "state": "queued", "attempts": 0, "created_at": "2026-01-05T10:00:00.000Z", "updated_at": "2026-01-05T10:00:00.000Z", "input": {"bucket": "facecraft", "key": "inbox/me.jpg"}, "params": {"width": 648, "height": 648, "background": [240, 240, 240], "transparent": false, "face_margin": 0.3, "eye_line": 0.4, "oval_mask": true, "enhance": true, "enhance_fidelity": 0.7, "formats": ["png", "jpg"], "jpeg_max_bytes": 101376, "face_policy": "largest", "detector": "hog", "segmentation_model": "u2netp", "remove_background": true, "quality": "report"}, "output": {"bucket": "facecraft", "prefix": "results/"}})),
         (status = 404, description = "No such job, or another tenant's.", body = ErrorBody,
             example = json!({"error": "job not found", "code": "not_found"})),
         AuthErrors, BackendUnavailable,
