@@ -236,7 +236,7 @@ pub enum SegmentationModel {
 
 /// A named portrait standard: a set of parameter defaults (size, framing, mask, background,
 /// JPEG cap) that any parameter given alongside it overrides. The rules and their sources are
-/// in the README ("Presets").
+/// in the README ("Presets") and docs/api.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
@@ -246,7 +246,7 @@ pub enum Preset {
     /// ICAO 9303-style passport photo: 35×45 mm at 300 dpi (413×531), chin to crown 75 % of
     /// the height, plain light background, no oval.
     Passport,
-    /// US visa (travel.state.gov): 600×600, head 60 % of the height, eyes 62.5 % from the
+    /// US visa (U.S. Department of State photo requirements): 600×600, head 60 % of the height, eyes 62.5 % from the
     /// bottom, white background, no oval.
     UsVisa,
     /// ID badge: 480×640 (3:4 portrait), head 50 % of the height, no oval.
@@ -795,6 +795,55 @@ pub fn rfc3339_ms(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_preset_fills_in_what_is_not_given_and_survives_a_round_trip() {
+        let p: JobParams =
+            serde_json::from_str(r#"{"preset": "us_visa", "formats": ["jpg"]}"#).unwrap();
+        assert_eq!((p.width, p.height), (600, 600));
+        assert_eq!(p.background, Rgb([255, 255, 255]));
+        assert!(!p.oval_mask);
+        assert_eq!(p.formats, vec![Format::Jpg]);
+        assert!((head_ratio(p.face_margin) - 0.6).abs() < 1e-3);
+        p.validate().unwrap();
+        // Stored and read back (stream entry, status record): the same parameters.
+        let again: JobParams = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(again, p);
+        // Given values win over the preset's.
+        let q: JobParams =
+            serde_json::from_str(r#"{"preset": "passport", "oval_mask": true}"#).unwrap();
+        assert!(q.oval_mask);
+        assert_eq!((q.width, q.height), (413, 531));
+        for preset in Preset::ALL {
+            preset.params().validate().unwrap();
+            assert_eq!(Preset::from_name(preset.name()), Some(preset));
+        }
+    }
+
+    #[test]
+    fn bad_presets_and_quality_policies_are_refused_by_name() {
+        let e = serde_json::from_str::<JobParams>(r#"{"preset": "selfie"}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown preset `selfie`"), "{e}");
+        let e = serde_json::from_str::<JobParams>(r#"{"preset": 3}"#).unwrap_err();
+        assert!(e.to_string().contains("preset must be a string"), "{e}");
+        assert!(serde_json::from_str::<JobParams>(r#"{"quality": "lenient"}"#).is_err());
+        let p: JobParams =
+            serde_json::from_str(r#"{"quality": "strict", "preset": null}"#).unwrap();
+        assert_eq!(p.quality, QualityPolicy::Strict);
+        assert_eq!(p.preset, None);
+        let bad = JobParams {
+            eye_line: 0.9,
+            ..JobParams::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("eye_line"));
+    }
+
+    #[test]
+    fn the_default_margin_gives_a_head_of_half_the_height() {
+        assert!((head_ratio(0.3) - 0.5).abs() < 1e-6);
+        assert!((head_ratio(0.0) - 1.0).abs() < 1e-6);
+        assert!(head_ratio(2.0) < 0.14);
+    }
 
     #[test]
     fn defaults_match_the_reference_service() {
