@@ -548,8 +548,13 @@ fn segment_window(
         sy.clamp(0.0, f64::from(wh - 1)) as u32,
     ];
     let luma: image::GrayImage = rgb.convert();
-    matte::clean(&mut matte, &luma, seed, &CleanParams::default());
     let [ex, ey] = window_px(estimate.eye);
+    matte::limit_to_person(
+        &mut matte,
+        [ex as f32, ey as f32],
+        (estimate.iod * scale) as f32,
+    );
+    matte::clean(&mut matte, &luma, seed, &CleanParams::default());
     let crown = matte::crown_row(
         &matte,
         ex as f32,
