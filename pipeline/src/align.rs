@@ -362,6 +362,30 @@ impl Source<'_> {
         let (tx, ty) = ((x - fx) as f32, (y - fy) as f32);
         // −1 ≤ fx < width after the check above; the neighbour at −1 is skipped below.
         let (ix, iy) = (fx as isize, fy as isize);
+        if ix >= 0 && iy >= 0 && (ix as usize) + 1 < self.width && (iy as usize) + 1 < self.height {
+            // All four taps inside (nearly every pixel): no per-tap checks. An opaque
+            // neighbourhood needs no premultiplication either.
+            let (ix, iy) = (ix as usize, iy as usize);
+            let i00 = 4 * (iy * self.width + ix);
+            let i10 = i00 + 4;
+            let i01 = i00 + 4 * self.width;
+            let i11 = i01 + 4;
+            let p = self.pixels;
+            let weights = [
+                (i00, (1.0 - tx) * (1.0 - ty)),
+                (i10, tx * (1.0 - ty)),
+                (i01, (1.0 - tx) * ty),
+                (i11, tx * ty),
+            ];
+            if p[i00 + 3] == 255 && p[i10 + 3] == 255 && p[i01 + 3] == 255 && p[i11 + 3] == 255 {
+                let mut out = [255u8; 4];
+                for (c, o) in out.iter_mut().take(3).enumerate() {
+                    let v: f32 = weights.iter().map(|&(i, w)| w * f32::from(p[i + c])).sum();
+                    *o = to_u8(v);
+                }
+                return out;
+            }
+        }
         let mut acc = [0.0f32; 4];
         for (dy, wy) in [(0, 1.0 - ty), (1, ty)] {
             let Ok(py) = usize::try_from(iy + dy) else {

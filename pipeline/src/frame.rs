@@ -139,8 +139,9 @@ impl Frame {
     }
 }
 
-/// The window segmentation runs on: the frame grown by half on every side (so a measured
-/// head up to [`HEAD_MEASURE_RANGE`]'s top stays inside), and at least the person's context —
+/// The window segmentation runs on: the frame grown by a quarter upward (so a crown measured
+/// up to [`HEAD_MEASURE_RANGE`]'s top stays inside) and a tenth the other ways, and at least
+/// the person's context —
 /// 1.2 face widths beside the face and 1.6 face heights below the chin — which is what lets
 /// U²-Net see the shoulders as part of the subject.
 pub fn context_window(head: &Head, frame: &Frame) -> Rect {
@@ -153,10 +154,10 @@ pub fn context_window(head: &Head, frame: &Frame) -> Rect {
     );
     let face_w = 2.3 * head.iod;
     let face_h = head.chin - (head.eye[1] - 1.1 * head.iod);
-    let x0 = (fx - 0.25 * fw).min(head.eye[0] - (0.5 + 1.2) * face_w);
-    let x1 = (fx + 1.25 * fw).max(head.eye[0] + (0.5 + 1.2) * face_w);
+    let x0 = (fx - 0.1 * fw).min(head.eye[0] - (0.5 + 1.2) * face_w);
+    let x1 = (fx + 1.1 * fw).max(head.eye[0] + (0.5 + 1.2) * face_w);
     let y0 = (fy - 0.25 * fh).min(head.crown - 0.5 * head.iod);
-    let y1 = (fy + 1.25 * fh).max(head.chin + 1.6 * face_h);
+    let y1 = (fy + 1.1 * fh).max(head.chin + 1.6 * face_h);
     Rect {
         x: x0 as f32,
         y: y0 as f32,

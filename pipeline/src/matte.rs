@@ -98,6 +98,26 @@ pub fn clean(matte: &mut GrayImage, luma: &GrayImage, seed: [u32; 2], params: &C
     }
 }
 
+/// Clears every pixel not connected (8-neighbour, through visible pixels) to `seed`: after the
+/// matte is resampled to the output, a thread that joined a fragment to the subject can thin
+/// out, and the fragment would float.
+pub fn keep_connected(matte: &mut GrayImage, seed: [u32; 2]) {
+    let (w, h) = (matte.width() as usize, matte.height() as usize);
+    if w == 0 || h == 0 {
+        return;
+    }
+    let visible: Vec<bool> = matte.as_raw().iter().map(|&m| m >= VISIBLE).collect();
+    let connected = component8(&visible, w, h, seed);
+    if !connected.iter().any(|&c| c) {
+        return;
+    }
+    for (m, c) in matte.iter_mut().zip(connected) {
+        if !c {
+            *m = 0;
+        }
+    }
+}
+
 /// Share of the refined matte's range cut at each end (see [`clean`]).
 const TAIL: f32 = 0.15;
 
@@ -203,52 +223,57 @@ fn fill_holes(keep: &mut [bool], w: usize, h: usize) {
 /// fewer pixels rather than padding with zeros). Two running-sum passes: O(pixels).
 pub(crate) fn box_mean(src: &[f32], w: usize, h: usize, r: usize) -> Vec<f32> {
     let mut tmp = vec![0.0f32; src.len()];
-    // Rows. Sums in f64: a running f32 sum drifts over thousands of pixels.
+    // Rows. The running sums stay within 255 × (2r + 1) of whole-ish values, where f32's
+    // rounding is far below a level of 8-bit output.
     for y in 0..h {
         let row = &src[y * w..(y + 1) * w];
-        let mut acc = 0.0f64;
+        let out = &mut tmp[y * w..(y + 1) * w];
+        let mut acc = 0.0f32;
         let mut lo = 0usize;
         let mut hi = 0usize; // exclusive
-        for x in 0..w {
+        for (x, o) in out.iter_mut().enumerate() {
             let (want_lo, want_hi) = (x.saturating_sub(r), (x + r + 1).min(w));
             while hi < want_hi {
-                acc += f64::from(row[hi]);
+                acc += row[hi];
                 hi += 1;
             }
             while lo < want_lo {
-                acc -= f64::from(row[lo]);
+                acc -= row[lo];
                 lo += 1;
             }
-            tmp[y * w + x] = (acc / (hi - lo) as f64) as f32;
+            *o = acc / (hi - lo) as f32;
         }
     }
+    // Columns, a whole row of running sums at a time.
     let mut out = vec![0.0f32; src.len()];
-    let mut acc = vec![0.0f64; w];
+    let mut acc = vec![0.0f32; w];
     let (mut lo, mut hi) = (0usize, 0usize);
     for y in 0..h {
         let (want_lo, want_hi) = (y.saturating_sub(r), (y + r + 1).min(h));
         while hi < want_hi {
             for (a, v) in acc.iter_mut().zip(&tmp[hi * w..(hi + 1) * w]) {
-                *a += f64::from(*v);
+                *a += *v;
             }
             hi += 1;
         }
         while lo < want_lo {
             for (a, v) in acc.iter_mut().zip(&tmp[lo * w..(lo + 1) * w]) {
-                *a -= f64::from(*v);
+                *a -= *v;
             }
             lo += 1;
         }
-        let n = (hi - lo) as f64;
+        let n = 1.0 / (hi - lo) as f32;
         for (o, a) in out[y * w..(y + 1) * w].iter_mut().zip(&acc) {
-            *o = (a / n) as f32;
+            *o = a * n;
         }
     }
     out
 }
 
 /// Grey-guide guided filter: `q = mean(a)·I + mean(b)` with `a = cov(I, p) / (var(I) + eps)`
-/// and `b = mean(p) − a·mean(I)` over (2r+1)² boxes.
+/// and `b = mean(p) − a·mean(I)` over (2r+1)² boxes. With a radius of 4 or more the
+/// coefficients are computed at half resolution and enlarged bilinearly ("fast guided filter",
+/// He & Sun 2015): a and b are smooth, so this costs about a quarter and changes little.
 pub(crate) fn guided_filter(
     i: &[f32],
     p: &[f32],
@@ -257,6 +282,60 @@ pub(crate) fn guided_filter(
     r: usize,
     eps: f32,
 ) -> Vec<f32> {
+    if r < 4 || w < 16 || h < 16 {
+        let (a, b) = coefficients(i, p, w, h, r, eps);
+        return i
+            .iter()
+            .zip(a.iter().zip(&b))
+            .map(|(v, (a, b))| a * v + b)
+            .collect();
+    }
+    let (hw, hh) = (w / 2, h / 2);
+    let half = |src: &[f32]| -> Vec<f32> {
+        let mut out = vec![0.0f32; hw * hh];
+        for y in 0..hh {
+            for x in 0..hw {
+                let (sx, sy) = (2 * x, 2 * y);
+                out[y * hw + x] = 0.25
+                    * (src[sy * w + sx]
+                        + src[sy * w + sx + 1]
+                        + src[(sy + 1) * w + sx]
+                        + src[(sy + 1) * w + sx + 1]);
+            }
+        }
+        out
+    };
+    let (a, b) = coefficients(&half(i), &half(p), hw, hh, r / 2, eps);
+    // Bilinear, pixel centres aligned: full-resolution x + 0.5 is half-resolution (x + 0.5) / 2.
+    let sample = |m: &[f32], x: usize, y: usize| -> f32 {
+        let fx = ((x as f32 + 0.5) / 2.0 - 0.5).clamp(0.0, (hw - 1) as f32);
+        let fy = ((y as f32 + 0.5) / 2.0 - 0.5).clamp(0.0, (hh - 1) as f32);
+        let (x0, y0) = (fx as usize, fy as usize);
+        let (x1, y1) = ((x0 + 1).min(hw - 1), (y0 + 1).min(hh - 1));
+        let (tx, ty) = (fx - x0 as f32, fy - y0 as f32);
+        let top = m[y0 * hw + x0] * (1.0 - tx) + m[y0 * hw + x1] * tx;
+        let bottom = m[y1 * hw + x0] * (1.0 - tx) + m[y1 * hw + x1] * tx;
+        top * (1.0 - ty) + bottom * ty
+    };
+    let mut q = vec![0.0f32; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            let k = y * w + x;
+            q[k] = sample(&a, x, y) * i[k] + sample(&b, x, y);
+        }
+    }
+    q
+}
+
+/// The guided filter's smoothed coefficients `(mean(a), mean(b))`.
+fn coefficients(
+    i: &[f32],
+    p: &[f32],
+    w: usize,
+    h: usize,
+    r: usize,
+    eps: f32,
+) -> (Vec<f32>, Vec<f32>) {
     let mean_i = box_mean(i, w, h, r);
     let mean_p = box_mean(p, w, h, r);
     let ii: Vec<f32> = i.iter().map(|v| v * v).collect();
@@ -271,12 +350,7 @@ pub(crate) fn guided_filter(
         a[k] = cov / (var.max(0.0) + eps);
         b[k] = mean_p[k] - a[k] * mean_i[k];
     }
-    let mean_a = box_mean(&a, w, h, r);
-    let mean_b = box_mean(&b, w, h, r);
-    i.iter()
-        .zip(mean_a.iter().zip(&mean_b))
-        .map(|(v, (a, b))| a * v + b)
-        .collect()
+    (box_mean(&a, w, h, r), box_mean(&b, w, h, r))
 }
 
 /// Colour decontamination of a cut-out (straight alpha): a pixel the matte makes partly

@@ -150,6 +150,13 @@ const RETRY_ROLLS_DEG: [f32; 7] = [-25.0, 25.0, -45.0, 45.0, 90.0, -90.0, 180.0]
 /// Roll, in degrees, from which the landmarks are found again on a level copy of the face:
 /// below it (the range HOG itself is trained on) the shape predictor is as good as level.
 const LEVEL_REFINE_DEG: f32 = 15.0;
+/// Tilt measured on the drawn portrait from which it is drawn again, levelled: a quarter of
+/// the 1.5° a person notices, and above the spread of one averaged measurement.
+const RELEVEL_MIN_DEG: f32 = 0.4;
+/// Inter-ocular distance at which the face is measured again: HOG still finds the face (about
+/// 140 px wide, over its 80-px window) and seven averaged 5-point fits are good to well under
+/// a degree.
+const RELEVEL_IOD_PX: f64 = 60.0;
 /// Share of the face (its ellipse, brows to chin) that may lie beyond the photo's border
 /// before the face counts as cut off: a few percent forgives a chin or cheek line that
 /// touches the edge.
@@ -222,7 +229,11 @@ pub fn render(
     let roll = align::eye_angle(face.landmarks.eye_left, face.landmarks.eye_right);
     let roll = if roll.is_finite() { roll } else { 0.0 };
     let eye = midpoint(face.landmarks.eye_left, face.landmarks.eye_right).map(f64::from);
-    let to_aligned = Affine::rotation_about(eye, -f64::from(roll));
+    let first_turn = Affine::rotation_about(eye, -f64::from(roll));
+    // The landmarks were found on the photo as it was (tilted, perhaps small): found again on
+    // the face turned level they are more exact, and any tilt left is taken out now.
+    let (to_aligned, measured, tilt) = relevel(&rgb, &first_turn, &face, engines)?;
+    let rotation = -roll - tilt;
     let to_photo = to_aligned.inverse().unwrap_or_default();
     let lm = to_aligned.apply_landmarks(&face.landmarks);
     let iod = f64::from(dist(lm.eye_left, lm.eye_right));
@@ -314,7 +325,18 @@ pub fn render(
         let matte = match (&segmented, &window_from_photo) {
             (Some((_, matte)), Some(to_window)) => {
                 let out_to_window = out_to_photo.then(to_window);
-                let matte = align::warp_gray(matte, params.width, params.height, &out_to_window);
+                let mut matte =
+                    align::warp_gray(matte, params.width, params.height, &out_to_window);
+                let eye_out = to_frame
+                    .inverse()
+                    .unwrap_or_default()
+                    .apply_f64(to_aligned.apply_f64(eye));
+                let (ox, oy) = (
+                    eye_out[0].clamp(0.0, f64::from(params.width - 1)) as u32,
+                    (eye_out[1] + 0.5 * iod * frame.scale).clamp(0.0, f64::from(params.height - 1))
+                        as u32,
+                );
+                matte::keep_connected(&mut matte, [ox, oy]);
                 for (p, m) in portrait.pixels_mut().zip(matte.pixels()) {
                     p.0[3] = ((u16::from(p.0[3]) * u16::from(m.0[0]) + 127) / 255) as u8;
                 }
@@ -330,7 +352,6 @@ pub fn render(
             -frame.y * frame.scale,
         ));
         let planned = to_output.apply_landmarks(&face.landmarks);
-        let face_box = to_output.apply_rect(&face.rect_at(face.center));
         let before = quality::face_stats(&portrait, &planned);
         if params.enhance {
             enhance::enhance(&mut portrait, matte.as_ref(), &EnhanceParams::default())?;
@@ -340,30 +361,27 @@ pub fn render(
             beyond_photo,
             matte,
             planned,
-            face_box,
             before,
         })
     };
-    let mut rotation = -roll;
-    let mut drawn = draw(&to_aligned)?;
-    // The landmarks were found on the photo as it was (tilted, perhaps small); found again on
-    // the levelled portrait they are more exact, and any tilt left is taken out once more.
-    let mut measured = measure_landmarks(&drawn, engines)?;
-    let tilt = align::eye_angle(measured.eye_left, measured.eye_right);
-    if measured != drawn.planned && tilt.abs() > 0.3 && tilt.abs() < 10.0 {
-        let eye_aligned = to_aligned.apply_f64(eye);
-        let levelled = to_aligned.then(&Affine::rotation_about(eye_aligned, -f64::from(tilt)));
-        drawn = draw(&levelled)?;
-        rotation -= tilt;
-        measured = measure_landmarks(&drawn, engines)?;
-    }
+    let drawn = draw(&to_aligned)?;
     let Drawn {
         portrait,
         beyond_photo,
         matte,
         before,
+        planned,
         ..
     } = drawn;
+    // The report's eyes: those found on the levelled face, carried into the output.
+    let measured = measured.map_or(planned, |lm| {
+        let aligned_to_output = Affine::scale_then_translate(
+            frame.scale,
+            -frame.x * frame.scale,
+            -frame.y * frame.scale,
+        );
+        aligned_to_output.apply_landmarks(&lm)
+    });
 
     enter(Stage::Compose, &mut timings)?;
     let background = if params.transparent {
@@ -446,8 +464,6 @@ struct Drawn {
     matte: Option<image::GrayImage>,
     /// The face's landmarks carried into the output.
     planned: FaceLandmarks,
-    /// The detector's face box carried into the output (axis-aligned bounds).
-    face_box: Rect,
     /// The face measured before enhancement.
     before: quality::FaceStats,
 }
@@ -525,11 +541,19 @@ fn segment_window(
     let back = to_win.then(to_photo).then(&source.from_photo);
     // Where the photo is: the model must not see its border (or a turned photo's corners) as
     // an object, so it gets the photo's edge pixels continued outward instead.
-    let pixels = align::warp(&source.image, ww, wh, &back);
-    let rgb = compose::flatten(
-        &align::warp_clamped(&source.image, ww, wh, &back),
-        [128, 128, 128],
+    let mut pixels = align::warp_clamped(&source.image, ww, wh, &back);
+    let rgb = compose::flatten(&pixels, [128, 128, 128]);
+    // Coverage: a pixel whose centre falls beyond the photo holds a continued edge, not photo.
+    let (sw, sh) = (
+        f64::from(source.image.width()),
+        f64::from(source.image.height()),
     );
+    for (x, y, p) in pixels.enumerate_pixels_mut() {
+        let [sx, sy] = back.apply_f64([f64::from(x) + 0.5, f64::from(y) + 0.5]);
+        if !(sx >= 0.0 && sy >= 0.0 && sx <= sw && sy <= sh) {
+            p.0[3] = 0;
+        }
+    }
     let segmenter = engines.segmenter(params.segmentation_model)?;
     let mut matte = segmenter.matte(&rgb)?;
     // Beyond the photo there is nothing to keep.
@@ -566,50 +590,41 @@ fn segment_window(
     Ok((head, matte))
 }
 
-/// The face's landmarks measured again on the finished portrait (so the report is of the
-/// output, not of the plan); the planned ones when no landmark model is loaded or the
-/// measurement is not plausible.
+/// The face's landmarks measured again on `rgb` (a levelled window of the face), near the
+/// `planned` ones; `None` when no landmark model is loaded or no fit is plausible.
 ///
 /// The shape predictor is trained on the boxes of dlib's own detector and its eye points
-/// move by a degree or two with the box, so the box comes from the HOG detector run on the
-/// portrait (tens of milliseconds at portrait size); the planned box, squared,
-/// only when HOG does not find the face there.
-fn measure_landmarks(drawn: &Drawn, engines: &Engines) -> Result<FaceLandmarks, RenderError> {
-    let (canvas, planned, face_box) = (&drawn.portrait, &drawn.planned, &drawn.face_box);
-    // On mid grey, as detection flattens photos: the landmarks must not depend on the
-    // background colour asked for.
-    let background = [128, 128, 128];
+/// move by a degree or two with the box: HOG's box on this window is used, and the
+/// detector's own box when HOG finds nothing here.
+fn measure_landmarks(
+    rgb: &RgbImage,
+    planned: &FaceLandmarks,
+    face_box: &Rect,
+    engines: &Engines,
+) -> Result<Option<FaceLandmarks>, RenderError> {
     let Some(lm) = engines.landmarker() else {
-        return Ok(planned.clone());
+        return Ok(None);
     };
     let iod = dist(planned.eye_left, planned.eye_right).max(1.0);
-    let rgb = compose::flatten(canvas, background);
+    // HOG's box on this levelled window first (the boxes the shape predictor was trained on);
+    // the detector's own box, levelled, when HOG does not find the face here.
     let mut boxes = Vec::new();
     if let Ok(hog) = engines.detector(Detector::Hog) {
-        let mut found = hog.detect(&rgb)?;
         let mid = midpoint(planned.eye_left, planned.eye_right);
-        found.sort_by(|a, b| {
+        let nearest = hog.detect(rgb)?.into_iter().min_by(|a, b| {
             let d = |r: &Rect| {
                 let (cx, cy) = r.center();
                 (cx - mid[0]).hypot(cy - mid[1])
             };
             d(&a.bbox).total_cmp(&d(&b.bbox))
         });
-        boxes.extend(found.into_iter().take(1).map(|d| d.bbox));
+        boxes.extend(nearest.map(|d| d.bbox));
     }
-    // The planned box is the detector's box turned level: square it about its centre.
-    let (cx, cy) = face_box.center();
-    let side = face_box.width.min(face_box.height) * std::f32::consts::FRAC_1_SQRT_2 * 1.2;
-    boxes.push(Rect {
-        x: cx - side / 2.0,
-        y: cy - side / 2.0,
-        width: side,
-        height: side,
-    });
+    boxes.push(*face_box);
     // The first box that gives plausible landmarks, measured at a few sizes and offsets
     // around it and averaged: one 5-point fit moves the eyes by a degree or two with the box.
     for rect in boxes {
-        let found = lm.landmarks(&rgb, &rect)?;
+        let found = lm.landmarks(rgb, &rect)?;
         let agrees = |f: &FaceLandmarks| {
             dist(f.eye_left, planned.eye_left) < 0.25 * iod
                 && dist(f.eye_right, planned.eye_right) < 0.25 * iod
@@ -628,7 +643,7 @@ fn measure_landmarks(drawn: &Drawn, engines: &Engines) -> Result<FaceLandmarks, 
                 width: w,
                 height: h,
             };
-            let f = lm.landmarks(&rgb, &jittered)?;
+            let f = lm.landmarks(rgb, &jittered)?;
             if agrees(&f) {
                 fits.push(f);
             }
@@ -650,14 +665,66 @@ fn measure_landmarks(drawn: &Drawn, engines: &Engines) -> Result<FaceLandmarks, 
                 [s[0] / n, s[1] / n]
             })
             .collect();
-        return Ok(FaceLandmarks {
+        return Ok(Some(FaceLandmarks {
             eye_left: mean(|f| f.eye_left),
             eye_right: mean(|f| f.eye_right),
             nose: mean(|f| f.nose),
             points,
-        });
+        }));
     }
-    Ok(planned.clone())
+    Ok(None)
+}
+
+/// The face's landmarks found again on a window of the photo turned by `turn` (photo →
+/// aligned) — the face level, the inter-ocular distance brought to [`RELEVEL_IOD_PX`] — and `turn`
+/// corrected by the tilt they still show when it is worth it: the turn to use, the landmarks
+/// in its aligned coordinates (`None` when no plausible fit was found) and the tilt taken out.
+fn relevel(
+    photo: &RgbImage,
+    turn: &Affine,
+    face: &Face,
+    engines: &Engines,
+) -> Result<(Affine, Option<FaceLandmarks>, f32), RenderError> {
+    let unchanged = Ok((*turn, None, 0.0));
+    if engines.landmarker().is_none() {
+        return unchanged;
+    }
+    let aligned = turn.apply_landmarks(&face.landmarks);
+    let iod = f64::from(dist(aligned.eye_left, aligned.eye_right));
+    if !(iod.is_finite() && iod >= 4.0) {
+        return unchanged;
+    }
+    let m = (RELEVEL_IOD_PX / iod).clamp(0.25, 4.0);
+    let [ex, ey] = midpoint(aligned.eye_left, aligned.eye_right).map(f64::from);
+    // The face (about 2.3 iod square, a third above the eyes) and a margin for HOG's window.
+    let (wx, wy) = (ex - 2.0 * iod, ey - 1.8 * iod);
+    let (ww, wh) = ((4.0 * iod * m).ceil() as u32, (4.4 * iod * m).ceil() as u32);
+    let to_window = turn.then(&Affine::scale_then_translate(m, -wx * m, -wy * m));
+    let Some(back) = to_window.inverse() else {
+        return unchanged;
+    };
+    let window = sample(photo, ww, wh, &back);
+    let planned = to_window.apply_landmarks(&face.landmarks);
+    // The detector's box, levelled: same size, centre carried along.
+    let [cx, cy] = to_window.apply(face.center);
+    let (bw, bh) = (face.width * m as f32, face.height * m as f32);
+    let face_box = Rect {
+        x: cx - bw / 2.0,
+        y: cy - bh / 2.0,
+        width: bw,
+        height: bh,
+    };
+    let Some(found) = measure_landmarks(&window, &planned, &face_box, engines)? else {
+        return unchanged;
+    };
+    let found = Affine::scale_then_translate(1.0 / m, wx, wy).apply_landmarks(&found);
+    let tilt = align::eye_angle(found.eye_left, found.eye_right);
+    if tilt.abs() > RELEVEL_MIN_DEG && tilt.abs() < 10.0 {
+        let fix = Affine::rotation_about([ex, ey], -f64::from(tilt));
+        Ok((turn.then(&fix), Some(fix.apply_landmarks(&found)), tilt))
+    } else {
+        Ok((*turn, Some(found), 0.0))
+    }
 }
 
 /// Box variations for [`measure_landmarks`]: (scale, x shift, y shift) as shares of the box.

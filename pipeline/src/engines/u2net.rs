@@ -146,8 +146,8 @@ pub(crate) fn preprocess(img: &RgbImage) -> Vec<f32> {
 }
 
 /// The matte from the model's `w`×`h` saliency map `raw`: min-max normalised to 0–255
-/// (truncated, as rembg's `astype("uint8")`), then resized to `out_w`×`out_h` with Lanczos as
-/// rembg does. A flat map (no contrast at all) gives an all-background matte.
+/// (truncated, as rembg's `astype("uint8")`), then resized to `out_w`×`out_h` (bilinear; rembg
+/// uses Lanczos). A flat map (no contrast at all) gives an all-background matte.
 pub(crate) fn postprocess(raw: &[f32], w: u32, h: u32, out_w: u32, out_h: u32) -> GrayImage {
     debug_assert_eq!(raw.len(), (w * h) as usize);
     let (min, max) = raw
@@ -167,7 +167,9 @@ pub(crate) fn postprocess(raw: &[f32], w: u32, h: u32, out_w: u32, out_h: u32) -
     if (w, h) == (out_w, out_h) {
         small
     } else {
-        imageops::resize(&small, out_w, out_h, FilterType::Lanczos3)
+        // Bilinear, not rembg's Lanczos: the pipeline refits the edge to the photo afterwards
+        // (`matte::clean`), so a sharper kernel here only costs time (3× the taps).
+        imageops::resize(&small, out_w, out_h, FilterType::Triangle)
     }
 }
 
