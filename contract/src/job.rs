@@ -660,7 +660,8 @@ pub enum QualityWarning {
     Dark,
     /// The face is overexposed (mean luminance high, or many pixels clipped to white).
     Overexposed,
-    /// More than 2 % of the frame is background fill because the photo ended there.
+    /// More than 2 % of the visible frame (inside the oval, when there is one) is background
+    /// fill because the photo ended there.
     Padded,
     /// The face in the photo is small for the output: it was enlarged more than 2×.
     LowResolution,
@@ -697,12 +698,14 @@ pub struct QualityReport {
     pub eye_height_pct: f32,
     /// Head height (chin to crown) ÷ output height.
     pub head_height_ratio: f32,
-    /// Share of the frame filled with background because the photo ended there, %.
+    /// Share of the visible frame (inside the oval, when there is one) filled with background
+    /// because the photo ended there, %.
     pub padded_pct: f32,
     /// Background uniformity, 0-1 (1 = one flat colour): 1 − standard deviation of the
     /// background's luminance ÷ 64, clamped.
     pub background_uniformity: f32,
-    /// Variance of the Laplacian of the face's luminance, at the source's own resolution.
+    /// Variance of the Laplacian of the inner face's luminance on the output, scaled to a face of
+    /// mean luminance 128 (`blurry` below 25).
     pub sharpness: f32,
     /// Mean luminance of the face, 0-255.
     pub face_luminance: f32,
