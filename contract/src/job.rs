@@ -269,6 +269,16 @@ impl Preset {
         Self::ALL.into_iter().find(|p| p.name() == s)
     }
 
+    /// The printed height, in inches, of a preset that is a physical photo: the outputs then
+    /// carry the print resolution `height / inches` (300 dpi at the preset's own size).
+    pub fn print_height_in(self) -> Option<f64> {
+        match self {
+            Self::Passport => Some(45.0 / 25.4),
+            Self::UsVisa => Some(2.0),
+            Self::Ad | Self::Badge => None,
+        }
+    }
+
     /// The parameters this preset stands for; a job's own parameters override them.
     pub fn params(self) -> JobParams {
         let base = JobParams {

@@ -210,6 +210,45 @@ fn highest_fitting(
     })
 }
 
+/// `png` with its print resolution set to `dpi`: a `pHYs` chunk (pixels per metre, unit
+/// metre) right after `IHDR`, where the format wants it (before the image data). `None` when
+/// `png` does not start with a signature and an `IHDR` chunk.
+pub fn png_with_dpi(png: &[u8], dpi: u32) -> Option<Vec<u8>> {
+    const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+    // Signature (8) + IHDR: length (4), type (4), 13 bytes of data, CRC (4).
+    let ihdr_end = 8 + 4 + 4 + 13 + 4;
+    if png.len() < ihdr_end || &png[..8] != SIGNATURE || &png[12..16] != b"IHDR" {
+        return None;
+    }
+    let per_metre = (f64::from(dpi) / 0.0254).round() as u32;
+    let mut body = Vec::with_capacity(13);
+    body.extend_from_slice(b"pHYs");
+    body.extend_from_slice(&per_metre.to_be_bytes());
+    body.extend_from_slice(&per_metre.to_be_bytes());
+    body.push(1);
+    let mut out = Vec::with_capacity(png.len() + 21);
+    out.extend_from_slice(&png[..ihdr_end]);
+    out.extend_from_slice(&9u32.to_be_bytes());
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
+    out.extend_from_slice(&png[ihdr_end..]);
+    Some(out)
+}
+
+/// Sets the print resolution in a JPEG's JFIF header (`APP0` right after `SOI`, as the
+/// encoder writes it) to `dpi`, in place: the file keeps its size, so a byte budget met
+/// before still holds. `false` when there is no such header.
+pub fn set_jpeg_dpi(jpeg: &mut [u8], dpi: u16) -> bool {
+    // SOI, APP0 marker, length (2), "JFIF\0", version (2), units, X density, Y density.
+    if jpeg.len() < 18 || jpeg[..4] != [0xFF, 0xD8, 0xFF, 0xE0] || &jpeg[6..11] != b"JFIF\0" {
+        return false;
+    }
+    jpeg[13] = 1; // dots per inch
+    jpeg[14..16].copy_from_slice(&dpi.to_be_bytes());
+    jpeg[16..18].copy_from_slice(&dpi.to_be_bytes());
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,5 +574,32 @@ mod tests {
             .code(),
             "internal"
         );
+    }
+
+    #[test]
+    fn print_resolution_is_written_into_png_and_jpeg() {
+        let img = RgbaImage::from_pixel(8, 8, image::Rgba([10, 20, 30, 255]));
+        let png = encode_png(&img, false).unwrap();
+        let with = png_with_dpi(&png, 300).unwrap();
+        assert_eq!(with.len(), png.len() + 21);
+        assert_eq!(&with[37..41], b"pHYs");
+        // 300 dpi = 11811 px per metre, unit metre.
+        assert_eq!(&with[41..45], &11811u32.to_be_bytes());
+        assert_eq!(with[49], 1);
+        assert_eq!(
+            image::load_from_memory(&with).unwrap().width(),
+            8,
+            "still decodes"
+        );
+        assert!(png_with_dpi(b"not a png", 300).is_none());
+
+        let rgb = image::RgbImage::from_pixel(8, 8, image::Rgb([10, 20, 30]));
+        let mut jpeg = encode_jpeg(&rgb, 90).unwrap();
+        let len = jpeg.len();
+        assert!(set_jpeg_dpi(&mut jpeg, 300));
+        assert_eq!(jpeg.len(), len);
+        assert_eq!((jpeg[13], &jpeg[14..18]), (1, &[1, 44, 1, 44][..]));
+        assert_eq!(image::load_from_memory(&jpeg).unwrap().height(), 8);
+        assert!(!set_jpeg_dpi(&mut [0u8; 4], 300));
     }
 }

@@ -1074,21 +1074,40 @@ fn sample(img: &RgbImage, w: u32, h: u32, back: &Affine) -> RgbImage {
 }
 
 fn encode_all(canvas: &RgbaImage, params: &JobParams) -> Result<Vec<Rendered>, RenderError> {
+    // A physical photo (passport, visa) says how large it prints: its files carry the dpi.
+    let dpi = params
+        .preset
+        .and_then(|p| p.print_height_in())
+        .map(|inches| {
+            (f64::from(params.height) / inches)
+                .round()
+                .clamp(1.0, 65_535.0) as u16
+        });
     let mut outputs = Vec::new();
     for format in &params.formats {
         let bytes = match format {
-            Format::Png => encode::encode_png(canvas, params.transparent)?,
+            Format::Png => {
+                let png = encode::encode_png(canvas, params.transparent)?;
+                match dpi {
+                    Some(dpi) => encode::png_with_dpi(&png, u32::from(dpi)).unwrap_or(png),
+                    None => png,
+                }
+            }
             Format::Jpg => {
                 // JPEG has no alpha: a transparent portrait is flattened onto `background`.
                 let rgb = compose::flatten(canvas, params.background.0);
-                encode::encode_jpeg_within(
+                let mut jpeg = encode::encode_jpeg_within(
                     &rgb,
                     &JpegParams {
                         max_bytes: params.jpeg_max_bytes as usize,
                         ..JpegParams::default()
                     },
                 )?
-                .bytes
+                .bytes;
+                if let Some(dpi) = dpi {
+                    encode::set_jpeg_dpi(&mut jpeg, dpi);
+                }
+                jpeg
             }
         };
         outputs.push(Rendered {

@@ -433,6 +433,32 @@ fn every_preset_meets_its_rule() {
                 assert!((0.42..=0.58).contains(&head), "{what}");
             }
         }
+        if let Some(inches) = preset.print_height_in() {
+            // A physical photo carries its print resolution: 300 dpi at the preset's size.
+            assert!((f64::from(h) / inches - 300.0).abs() < 1.0, "{what}");
+            let png = &p
+                .outputs
+                .iter()
+                .find(|o| o.format == Format::Png)
+                .unwrap()
+                .bytes;
+            assert_eq!(
+                &png[37..45],
+                b"pHYs\0\0\x2e\x23",
+                "{what}: PNG pHYs 11811 px/m"
+            );
+            let jpg = &p
+                .outputs
+                .iter()
+                .find(|o| o.format == Format::Jpg)
+                .unwrap()
+                .bytes;
+            assert_eq!(
+                (jpg[13], &jpg[14..16]),
+                (1, &300u16.to_be_bytes()[..]),
+                "{what}: JFIF dpi"
+            );
+        }
         if preset != Preset::Ad {
             // No oval: the corners beside the shoulders are the plain background.
             assert_eq!(img.get_pixel(0, 0).0[3], 0, "{what}: top corner");
