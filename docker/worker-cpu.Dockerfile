@@ -99,8 +99,9 @@ COPY --from=binary /out/facecraft-worker /usr/local/bin/facecraft-worker
 ARG FACECRAFT_DETECTORS=hog,cnn,retinaface
 ARG FACECRAFT_SEGMENTATION_MODELS=u2netp
 # The worker loads exactly what the image ships. Jobs run in parallel (one per CPU by default),
-# each on one thread: OpenBLAS (dlib's CNN) stays single-threaded like ONNX Runtime
-# (FACECRAFT_ONNX_THREADS=1), so that jobs do not fight over cores.
+# and ONNX Runtime's threads per inference are the CPUs divided by that concurrency
+# (FACECRAFT_ONNX_THREADS=auto), so that jobs do not fight over cores; OpenBLAS (dlib's CNN)
+# stays single-threaded.
 ENV FACECRAFT_MODELS_DIR=/opt/facecraft/models \
     ORT_DYLIB_PATH=/opt/facecraft/models/lib/libonnxruntime.so \
     FACECRAFT_DETECTORS=${FACECRAFT_DETECTORS} \

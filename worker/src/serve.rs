@@ -40,7 +40,8 @@ where
         .await
         .context("building the S3 client")?;
     // Models load once, before the first job; a missing file stops the worker with its name.
-    let engine_settings = settings.engines.clone();
+    let mut engine_settings = settings.engines.clone();
+    engine_settings.jobs_at_once = settings.concurrency();
     let engines = tokio::task::spawn_blocking(move || Engines::load(&engine_settings))
         .await
         .context("loading models")?

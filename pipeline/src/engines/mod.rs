@@ -49,9 +49,55 @@ pub struct EngineSettings {
     /// dlib landmark model: 5 (default; all alignment needs) or 68 (non-commercial licence).
     #[arg(long, env = "FACECRAFT_LANDMARKS", default_value_t = 5)]
     pub landmarks: u8,
-    /// Threads one ONNX inference may use; 0 lets ONNX Runtime decide.
-    #[arg(long, env = "FACECRAFT_ONNX_THREADS", default_value_t = 1)]
-    pub onnx_threads: usize,
+    /// Threads one ONNX inference may use: `auto` (the CPUs this process may use, divided
+    /// by the jobs it runs at once), a number, or 0 to let ONNX Runtime decide.
+    #[arg(long, env = "FACECRAFT_ONNX_THREADS", default_value = "auto")]
+    pub onnx_threads: OnnxThreads,
+    /// Jobs the caller runs at once (the worker's concurrency; 1 for `process`), for
+    /// `onnx_threads = auto`. Set by the binary, not a flag.
+    #[arg(skip = 1usize)]
+    pub jobs_at_once: usize,
+}
+
+/// ONNX Runtime's intra-op threads per inference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnnxThreads {
+    /// The CPUs this process may use (`available_parallelism`: CPU affinity and cgroup quota
+    /// included) divided by the jobs run at once, at least 1: one job on an idle worker uses
+    /// every core, N jobs share them without oversubscribing.
+    Auto,
+    /// This many; 0 lets ONNX Runtime decide (one per physical core, whatever else runs).
+    Fixed(usize),
+}
+
+impl OnnxThreads {
+    /// The thread count for `jobs_at_once` concurrent jobs.
+    pub fn resolve(self, jobs_at_once: usize) -> usize {
+        match self {
+            Self::Auto => (usable_cpus() / jobs_at_once.max(1)).max(1),
+            Self::Fixed(n) => n,
+        }
+    }
+}
+
+impl std::str::FromStr for OnnxThreads {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "auto" => Ok(Self::Auto),
+            n => n
+                .parse()
+                .map(Self::Fixed)
+                .map_err(|_| format!("`{s}` is not `auto` or a number of threads")),
+        }
+    }
+}
+
+/// CPUs this process may use: affinity and cgroup CPU quota included (a container limited to
+/// 2 CPUs on a 64-core node gets 2).
+pub fn usable_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 impl EngineSettings {
@@ -67,7 +113,8 @@ impl EngineSettings {
             detectors: vec!["hog".into(), "cnn".into(), "retinaface".into()],
             segmentation_models: vec!["u2netp".into()],
             landmarks: 5,
-            onnx_threads: 1,
+            onnx_threads: OnnxThreads::Fixed(1),
+            jobs_at_once: 1,
         }
     }
 
@@ -140,8 +187,15 @@ impl Engines {
         let file = |name: &str| s.models_dir.join(name);
         #[cfg(feature = "onnx")]
         let onnx_params = onnx::OnnxParams {
-            intra_threads: s.onnx_threads,
+            intra_threads: s.onnx_threads.resolve(s.jobs_at_once),
         };
+        #[cfg(feature = "onnx")]
+        tracing::info!(
+            onnx_threads = onnx_params.intra_threads,
+            setting = ?s.onnx_threads,
+            jobs_at_once = s.jobs_at_once,
+            "ONNX Runtime threads per inference"
+        );
         #[cfg(feature = "onnx")]
         let needs_onnx = !s.segmentation_models.is_empty()
             || s.detectors.iter().any(|d| d.trim() == "retinaface");
@@ -267,4 +321,35 @@ fn name_of<T: serde::Serialize>(v: &T) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn onnx_threads_are_auto_or_a_number() {
+        assert_eq!("auto".parse::<OnnxThreads>(), Ok(OnnxThreads::Auto));
+        assert_eq!(" 4 ".parse::<OnnxThreads>(), Ok(OnnxThreads::Fixed(4)));
+        assert_eq!("0".parse::<OnnxThreads>(), Ok(OnnxThreads::Fixed(0)));
+        assert!("many"
+            .parse::<OnnxThreads>()
+            .unwrap_err()
+            .contains("`many`"));
+    }
+
+    #[test]
+    fn auto_shares_the_cpus_between_jobs_without_oversubscribing() {
+        let cpus = usable_cpus();
+        assert_eq!(
+            OnnxThreads::Auto.resolve(1),
+            cpus,
+            "one job uses every core"
+        );
+        assert_eq!(OnnxThreads::Auto.resolve(cpus), 1);
+        assert_eq!(OnnxThreads::Auto.resolve(cpus * 4), 1, "never below one");
+        assert_eq!(OnnxThreads::Auto.resolve(0), cpus);
+        assert!(OnnxThreads::Auto.resolve(2) * 2 <= cpus.max(2));
+        assert_eq!(OnnxThreads::Fixed(3).resolve(8), 3);
+    }
 }
