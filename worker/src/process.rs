@@ -3,13 +3,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clap::Args;
 use facecraft_contract::cli::{image_files, ParamArgs};
 use facecraft_contract::job::{JobParams, QualityReport, QualityWarning};
 
 use crate::config::LimitSettings;
-use facecraft_pipeline::engines::{EngineSettings, Engines};
+use facecraft_pipeline::engines::{usable_cpus, EngineSettings, Engines};
 use facecraft_pipeline::portrait;
 
 #[derive(Debug, Args)]
@@ -23,6 +24,11 @@ pub struct ProcessArgs {
     /// Print per-stage timings and the quality report for each file.
     #[arg(long)]
     pub timings: bool,
+    /// Files processed at once; default: the CPUs this process may use (at most the number of
+    /// files). ONNX Runtime's threads per inference follow (`FACECRAFT_ONNX_THREADS=auto`):
+    /// the CPUs divided by this.
+    #[arg(long)]
+    pub jobs: Option<usize>,
     #[command(flatten)]
     pub params: ParamArgs,
     #[command(flatten)]
@@ -52,7 +58,11 @@ pub fn run(args: &ProcessArgs) -> ExitCode {
     if let Err(e) = std::fs::create_dir_all(&args.out) {
         return fail(format!("creating {}: {e}", args.out.display()));
     }
-    let engines = match Engines::load(&args.engines) {
+    let total = files.len();
+    let jobs = args.jobs.unwrap_or_else(usable_cpus).clamp(1, total);
+    let mut engine_settings = args.engines.clone();
+    engine_settings.jobs_at_once = jobs;
+    let engines = match Engines::load(&engine_settings) {
         Ok(e) => e,
         Err(e) => {
             return fail(format!(
@@ -62,14 +72,19 @@ pub fn run(args: &ProcessArgs) -> ExitCode {
         }
     };
     let limits = args.limits.decode_params();
-    let mut failed = 0usize;
-    let total = files.len();
+    let failed = AtomicUsize::new(0);
+    let next = AtomicUsize::new(0);
     let bar = indicatif::ProgressBar::new(total as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise} {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    for (i, file) in files.iter().enumerate() {
+    // `jobs` threads take the files in turn; each line is printed when its file is done.
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(file) = files.get(i) else {
+            break;
+        };
         bar.set_message(file.display().to_string());
         let label = format!("[{}/{total}] {}", i + 1, file.display());
         let line = match process_one(file, &args.out, &params, &limits, &engines) {
@@ -93,7 +108,7 @@ pub fn run(args: &ProcessArgs) -> ExitCode {
                 line
             }
             Err(f) => {
-                failed += 1;
+                failed.fetch_add(1, Ordering::Relaxed);
                 let mut line = format!("{label}: FAILED {}: {}", f.code, f.message);
                 if !f.warnings.is_empty() {
                     line.push_str(&format!("\n    warnings: {}", warning_names(&f.warnings)));
@@ -108,7 +123,14 @@ pub fn run(args: &ProcessArgs) -> ExitCode {
             bar.println(line);
         }
         bar.inc(1);
-    }
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..jobs {
+            scope.spawn(work);
+        }
+        work();
+    });
+    let failed = failed.into_inner();
     bar.finish_and_clear();
     println!("{} succeeded, {failed} failed", total - failed);
     if failed > 0 {

@@ -1,0 +1,59 @@
+//! `facecraft-worker process` on local files, several at once: every file gets its line and
+//! its outputs, a bad file fails alone, and the exit code says so. No Redis or S3.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+#[test]
+fn several_files_at_once_each_get_their_portrait_or_their_error() {
+    let dir = std::env::temp_dir().join(format!("facecraft-process-{}", std::process::id()));
+    let (inputs, out) = (dir.join("in"), dir.join("out"));
+    std::fs::create_dir_all(&inputs).unwrap();
+    let photos = ["astronaut.png", "hopper.jpg", "obama.jpg"];
+    for name in photos {
+        std::fs::copy(repo().join("testdata").join(name), inputs.join(name)).unwrap();
+    }
+    std::fs::write(inputs.join("broken.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
+
+    let output = Command::new(env!("CARGO_BIN_EXE_facecraft-worker"))
+        .current_dir(repo())
+        .args([
+            "process",
+            "--jobs",
+            "2",
+            "--formats",
+            "png",
+            "--timings",
+            "--out",
+        ])
+        .arg(&out)
+        .arg(&inputs)
+        .env("FACECRAFT_ONNX_THREADS", "auto")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "one file failed:\n{stdout}");
+    assert!(stdout.contains("3 succeeded, 1 failed"), "{stdout}");
+    assert!(
+        stdout.contains("broken.png: FAILED unsupported_format"),
+        "{stdout}"
+    );
+    for i in 1..=4 {
+        assert!(
+            stdout.contains(&format!("[{i}/4] ")),
+            "line {i} missing:\n{stdout}"
+        );
+    }
+    for name in photos {
+        let stem = name.split('.').next().unwrap();
+        let png = out.join(format!("{stem}.png"));
+        let img = image::open(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
+        assert_eq!((img.width(), img.height()), (648, 648));
+    }
+    assert_eq!(stdout.matches("    quality: ").count(), 3, "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
