@@ -13,10 +13,10 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use facecraft_contract::job::{Format, JobParams, Preset};
-use image::{imageops, DynamicImage, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
+use image::{imageops, DynamicImage, ImageFormat, RgbImage, Rgba, RgbaImage};
 
 use support::{
-    cmyk_jpeg, encode, exif_orientation, jpeg, render_with, stored_for, testdata, with_app1,
+    cmyk_jpeg, encode, exif_orientation, jpeg, render_with, stored_for, testdata, turned, with_app1,
 };
 
 const TILE: u32 = 216;
@@ -30,21 +30,6 @@ const PHOTOS: [&str; 8] = [
     "hopper_45.png",
     "obama.jpg",
 ];
-
-fn rotate(img: &RgbImage, deg: f32) -> RgbImage {
-    let (w, h) = img.dimensions();
-    let (s, c) = deg.to_radians().sin_cos();
-    let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
-    RgbImage::from_fn(w, h, |x, y| {
-        let (dx, dy) = (x as f32 + 0.5 - cx, y as f32 + 0.5 - cy);
-        let (sx, sy) = (c * dx + s * dy + cx, -s * dx + c * dy + cy);
-        if sx >= 0.0 && sy >= 0.0 && (sx as u32) < w && (sy as u32) < h {
-            *img.get_pixel(sx as u32, sy as u32)
-        } else {
-            Rgb([128, 128, 128])
-        }
-    })
-}
 
 fn variants(name: &str) -> Vec<(String, Vec<u8>)> {
     let original = std::fs::read(testdata(name)).expect("test photo");
@@ -80,8 +65,8 @@ fn variants(name: &str) -> Vec<(String, Vec<u8>)> {
             with_app1(&jpeg(&stored_for(&rgb, 6), 92), &exif_orientation(6)),
         ),
         ("WebP".into(), encode(&dynamic, ImageFormat::WebP)),
-        ("-15°".into(), png(rotate(&rgb, -15.0))),
-        ("+15°".into(), png(rotate(&rgb, 15.0))),
+        ("-15°".into(), png(turned(&rgb, -15.0))),
+        ("+15°".into(), png(turned(&rgb, 15.0))),
         ("×0.6".into(), scale(0.6)),
         ("×2".into(), scale(2.0)),
     ]

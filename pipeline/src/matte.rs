@@ -126,6 +126,12 @@ const VISIBLE: u8 = 32;
 
 /// The 8-connected component of `mask` holding `seed`.
 fn component8(mask: &[bool], w: usize, h: usize, seed: [u32; 2]) -> Vec<bool> {
+    flood(mask, w, h, seed, true)
+}
+
+/// The component of `mask` holding `seed`, 4- or (`diagonal`) 8-connected; empty when the
+/// seed is not in `mask`.
+fn flood(mask: &[bool], w: usize, h: usize, seed: [u32; 2], diagonal: bool) -> Vec<bool> {
     let mut out = vec![false; mask.len()];
     let (sx, sy) = (seed[0] as usize, seed[1] as usize);
     if sx >= w || sy >= h || !mask[sy * w + sx] {
@@ -137,6 +143,9 @@ fn component8(mask: &[bool], w: usize, h: usize, seed: [u32; 2]) -> Vec<bool> {
         let (x, y) = (i % w, i / w);
         for ny in y.saturating_sub(1)..=(y + 1).min(h - 1) {
             for nx in x.saturating_sub(1)..=(x + 1).min(w - 1) {
+                if !diagonal && nx != x && ny != y {
+                    continue;
+                }
                 let j = ny * w + nx;
                 if mask[j] && !out[j] {
                     out[j] = true;
@@ -150,35 +159,7 @@ fn component8(mask: &[bool], w: usize, h: usize, seed: [u32; 2]) -> Vec<bool> {
 
 /// The 4-connected component of `mask` holding `seed` (empty when the seed is not in it).
 fn component(mask: &[bool], w: usize, h: usize, seed: [u32; 2]) -> Vec<bool> {
-    let mut out = vec![false; mask.len()];
-    let (sx, sy) = (seed[0] as usize, seed[1] as usize);
-    if sx >= w || sy >= h || !mask[sy * w + sx] {
-        return out;
-    }
-    let mut stack = vec![sy * w + sx];
-    out[sy * w + sx] = true;
-    while let Some(i) = stack.pop() {
-        let (x, y) = (i % w, i / w);
-        let mut visit = |j: usize| {
-            if mask[j] && !out[j] {
-                out[j] = true;
-                stack.push(j);
-            }
-        };
-        if x > 0 {
-            visit(i - 1);
-        }
-        if x + 1 < w {
-            visit(i + 1);
-        }
-        if y > 0 {
-            visit(i - w);
-        }
-        if y + 1 < h {
-            visit(i + w);
-        }
-    }
-    out
+    flood(mask, w, h, seed, false)
 }
 
 /// Sets to `true` every `false` pixel not 4-connected to the border through `false` pixels.

@@ -75,14 +75,7 @@ pub fn measure(canvas: &RgbaImage, m: &Measured<'_>, params: &QualityParams) -> 
     let (w, h) = canvas.dimensions();
     let (wf, hf) = (w.max(1) as f32, h.max(1) as f32);
     let lm = m.landmarks;
-    let eye = [
-        (lm.eye_left[0] + lm.eye_right[0]) / 2.0,
-        (lm.eye_left[1] + lm.eye_right[1]) / 2.0,
-    ];
-    let iod = ((lm.eye_right[0] - lm.eye_left[0]).powi(2)
-        + (lm.eye_right[1] - lm.eye_left[1]).powi(2))
-    .sqrt()
-    .max(1.0);
+    let (eye, iod) = eyes(lm);
     let tilt = eye_angle(lm.eye_left, lm.eye_right);
     // The nose's offset along the eye line, so a residual tilt does not read as yaw.
     let (ux, uy) = (
@@ -193,17 +186,17 @@ pub struct FaceStats {
     pub sharpness: f32,
 }
 
+/// The eye midpoint and the inter-ocular distance (at least 1).
+fn eyes(lm: &FaceLandmarks) -> ([f32; 2], f32) {
+    let [l, r] = [lm.eye_left, lm.eye_right];
+    let iod = (r[0] - l[0]).hypot(r[1] - l[1]).max(1.0);
+    ([(l[0] + r[0]) / 2.0, (l[1] + r[1]) / 2.0], iod)
+}
+
 /// Measures the inner face; see [`FaceStats`].
 pub fn face_stats(img: &RgbaImage, lm: &FaceLandmarks) -> FaceStats {
     let (w, h) = img.dimensions();
-    let eye = [
-        (lm.eye_left[0] + lm.eye_right[0]) / 2.0,
-        (lm.eye_left[1] + lm.eye_right[1]) / 2.0,
-    ];
-    let iod = ((lm.eye_right[0] - lm.eye_left[0]).powi(2)
-        + (lm.eye_right[1] - lm.eye_left[1]).powi(2))
-    .sqrt()
-    .max(1.0);
+    let (eye, iod) = eyes(lm);
     let (fcx, fcy, fax, fay) = (eye[0], eye[1] + 0.4 * iod, 0.9 * iod, 1.3 * iod);
     let in_face = |x: f32, y: f32| ((x - fcx) / fax).powi(2) + ((y - fcy) / fay).powi(2) <= 1.0;
     let (mut n, mut sum, mut crushed, mut clipped) = (0u32, 0.0f64, 0u32, 0u32);

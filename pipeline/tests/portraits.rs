@@ -164,22 +164,6 @@ fn assert_good_portrait(what: &str, bytes: &[u8]) {
     );
 }
 
-fn rotate(img: &RgbImage, deg: f32) -> RgbImage {
-    let (w, h) = img.dimensions();
-    let (s, c) = deg.to_radians().sin_cos();
-    let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
-    RgbImage::from_fn(w, h, |x, y| {
-        let (dx, dy) = (x as f32 + 0.5 - cx, y as f32 + 0.5 - cy);
-        let sx = c * dx + s * dy + cx;
-        let sy = -s * dx + c * dy + cy;
-        if sx >= 0.0 && sy >= 0.0 && (sx as u32) < w && (sy as u32) < h {
-            *img.get_pixel(sx as u32, sy as u32)
-        } else {
-            Rgb([128, 128, 128])
-        }
-    })
-}
-
 /// The photo and its variants, as (name, file bytes).
 fn variants(name: &str) -> Vec<(String, Vec<u8>)> {
     let rgb = photo(name);
@@ -206,7 +190,7 @@ fn variants(name: &str) -> Vec<(String, Vec<u8>)> {
         out.push((
             format!("{name} turned {deg}°"),
             encode(
-                &DynamicImage::ImageRgb8(rotate(&rgb, deg)),
+                &DynamicImage::ImageRgb8(turned(&rgb, deg)),
                 ImageFormat::Png,
             ),
         ));
