@@ -93,6 +93,7 @@ fn main() {
 
     // Detectors alone, for scale.
     let engines = Engines::load(&EngineSettings::from_env_for_tests()).expect("models load");
+    encode_section(iterations, &engines);
     let gray = DynamicImage::ImageRgb8(rgb.clone()).to_rgb8();
     println!();
     for d in [
@@ -145,4 +146,162 @@ fn main() {
         jpeg.len() / 1024,
         walk / decode
     );
+}
+
+/// PSNR of `b` against `a` over all channels, in dB.
+fn psnr(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
+    let se: f64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum();
+    let mse = se / a.as_raw().len() as f64;
+    10.0 * (255.0f64 * 255.0 / mse.max(1e-9)).log10()
+}
+
+/// The encode stage's choices, measured on portraits made from the test photos: PNG deflate
+/// levels, and the JPEG at the 101376-byte cap (and at a tighter 40 KB one, where the search
+/// has work to do) with image's encoder found by bisection (what the pipeline did) against
+/// the pipeline's encoder and predicted search.
+fn encode_section(iterations: usize, engines: &Engines) {
+    use facecraft_pipeline::encode::{encode_jpeg_within, encode_png, JpegParams};
+    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+    use image::ImageEncoder;
+
+    // The pipeline's own portraits (flat background, oval), read back from its PNG: what the
+    // encoders really get.
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata");
+    let portraits: Vec<(&str, image::RgbaImage)> =
+        ["astronaut.png", "hopper.jpg", "obama.jpg", "camera.png"]
+            .into_iter()
+            .map(|name| {
+                let bytes = std::fs::read(dir.join(name)).expect("test photo");
+                let p = render(
+                    &bytes,
+                    &JobParams::default(),
+                    &DecodeParams::default(),
+                    engines,
+                    &mut |_| true,
+                )
+                .expect("portrait renders");
+                let png = &p.outputs[0].bytes;
+                (name, image::load_from_memory(png).expect("png").to_rgba8())
+            })
+            .collect();
+    let time = |f: &mut dyn FnMut()| {
+        let mut v = Vec::new();
+        for i in 0..=iterations {
+            let t = Instant::now();
+            f();
+            if i > 0 {
+                v.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        median(v)
+    };
+
+    println!("\nencode, 648² portraits (ms and bytes, medians):");
+    println!(
+        "  PNG (RGB, adaptive filter) {:>14} {:>14} {:>14} {:>14} {:>14}",
+        "level 6", "level 1", "level 2", "level 3", "fast"
+    );
+    for (name, img) in &portraits {
+        let mut cells = Vec::new();
+        for level in [
+            CompressionType::Default,
+            CompressionType::Level(1),
+            CompressionType::Level(2),
+            CompressionType::Level(3),
+            CompressionType::Fast,
+        ] {
+            let mut len = 0;
+            let ms = time(&mut || {
+                let rgb = image::DynamicImage::ImageRgba8(img.clone()).to_rgb8();
+                let mut out = Vec::new();
+                PngEncoder::new_with_quality(&mut out, level, FilterType::Adaptive)
+                    .write_image(rgb.as_raw(), 648, 648, image::ExtendedColorType::Rgb8)
+                    .expect("png");
+                len = out.len();
+            });
+            cells.push(format!("{ms:.1} / {}K", len / 1024));
+        }
+        let ours = encode_png(img, false).expect("png").len();
+        println!(
+            "  {name:<26} {:>14} {:>14} {:>14} {:>14} {:>14}   (encode_png: {}K)",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            cells[4],
+            ours / 1024
+        );
+    }
+
+    for cap in [101_376usize, 40_000] {
+        println!("  JPEG at the {cap}-byte cap        quality  encodes   bytes   PSNR dB      ms");
+        for (name, img) in &portraits {
+            let rgb = image::DynamicImage::ImageRgba8(img.clone()).to_rgb8();
+            // Before: image's encoder (standard Huffman tables), max quality then bisection.
+            let old = |q: u8| {
+                let mut out = Vec::new();
+                image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, q)
+                    .write_image(rgb.as_raw(), 648, 648, image::ExtendedColorType::Rgb8)
+                    .expect("jpeg");
+                out
+            };
+            let mut old_result = (0u8, 0usize, Vec::new());
+            let old_ms = time(&mut || {
+                let mut calls = 1;
+                let mut best = old(95);
+                let mut q_best = 95;
+                if best.len() > cap {
+                    let (mut lo, mut hi) = (30u8, 95u8);
+                    calls += 1;
+                    best = old(30);
+                    q_best = 30;
+                    while hi - lo > 1 {
+                        let mid = lo + (hi - lo) / 2;
+                        calls += 1;
+                        let b = old(mid);
+                        if b.len() <= cap {
+                            lo = mid;
+                            best = b;
+                            q_best = mid;
+                        } else {
+                            hi = mid;
+                        }
+                    }
+                }
+                old_result = (q_best, calls, best);
+            });
+            let params = JpegParams {
+                max_bytes: cap,
+                ..JpegParams::default()
+            };
+            let mut new_result = None;
+            let new_ms = time(&mut || {
+                new_result = Some(encode_jpeg_within(&rgb, &params).expect("fits"));
+            });
+            let new_result = new_result.expect("ran");
+            let decoded = |b: &[u8]| image::load_from_memory(b).expect("decodes").to_rgb8();
+            println!(
+                "    {name:<12} before (image, bisection) {:>3} {:>8} {:>8} {:>8.2} {:>8.1}",
+                old_result.0,
+                old_result.1,
+                old_result.2.len(),
+                psnr(&rgb, &decoded(&old_result.2)),
+                old_ms
+            );
+            println!(
+                "    {name:<12} ours (optimised, predicted) {:>1} {:>8} {:>8} {:>8.2} {:>8.1}   time ratio {:.2}",
+                new_result.quality,
+                new_result.encodes,
+                new_result.bytes.len(),
+                psnr(&rgb, &decoded(&new_result.bytes)),
+                new_ms,
+                new_ms / old_ms
+            );
+        }
+    }
 }

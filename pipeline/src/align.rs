@@ -334,7 +334,7 @@ pub fn warp_gray(img: &GrayImage, width: u32, height: u32, back: &Affine) -> Gra
             };
             let v = (at(0, 0) * (1.0 - tx) + at(1, 0) * tx) * (1.0 - ty)
                 + (at(0, 1) * (1.0 - tx) + at(1, 1) * tx) * ty;
-            *o = v.round().clamp(0.0, 255.0) as u8;
+            *o = crate::round_u8(v as f32);
         }
     }
     out
@@ -420,10 +420,9 @@ impl Source<'_> {
     }
 }
 
-/// `0.0..=255.0` → `u8`, rounded; out-of-range values are clamped first.
+/// `0.0..=255.0` → `u8`, rounded half up; out-of-range values are clamped first.
 fn to_u8(v: f32) -> u8 {
-    // Clamped to 0..=255 first, so the cast cannot truncate.
-    v.round().clamp(0.0, 255.0) as u8
+    crate::round_u8(v)
 }
 
 #[cfg(test)]

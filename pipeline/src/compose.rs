@@ -9,9 +9,9 @@
 //! All blending happens on premultiplied alpha, so transparent pixels (whose colour is
 //! arbitrary, usually black) never bleed into their neighbours as dark fringes when resized.
 
+use crate::resize::Filter;
 use facecraft_contract::ErrorCode;
-use image::imageops::{self, FilterType};
-use image::{GrayImage, Rgb, RgbImage, Rgba, RgbaImage};
+use image::{GrayImage, RgbImage, Rgba, RgbaImage};
 
 /// Largest accepted output side, in pixels. Portraits for directories and badges are far
 /// smaller; the cap keeps one job's canvas under 64 MiB (4096² × 4 bytes).
@@ -22,7 +22,7 @@ pub const MAX_OUTPUT_SIDE: u32 = 4096;
 /// step resized to 648 px: Catmull-Rom overshoots by at most 2 levels when shrinking and 9
 /// (7 % of the step) when enlarging; Lanczos3 by 4 and 15 (12 %). Triangle does not
 /// overshoot but visibly softens downscaled photos. Whatever overshoot remains is clamped.
-const RESIZE_FILTER: FilterType = FilterType::CatmullRom;
+const RESIZE_FILTER: Filter = Filter::CatmullRom;
 
 /// What fills the canvas around and behind the portrait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,11 +130,15 @@ pub fn letterbox(img: &RgbaImage, params: &ComposeParams) -> RgbaImage {
     }
 
     let (fit_w, fit_h) = fit_inside(img.dimensions(), (width, height));
-    let premultiplied = premultiply(img);
     let resized = if (fit_w, fit_h) == img.dimensions() {
-        premultiplied
+        premultiply(img)
     } else {
-        imageops::resize(&premultiplied, fit_w, fit_h, RESIZE_FILTER)
+        premultiply(&crate::resize::rgba_premultiplied(
+            img,
+            fit_w,
+            fit_h,
+            RESIZE_FILTER,
+        ))
     };
 
     let (left, top) = ((width - fit_w) / 2, (height - fit_h) / 2);
@@ -223,12 +227,19 @@ pub fn apply_mask(
 /// Composites `img` over an opaque colour and drops alpha, e.g. to write a JPEG of a
 /// transparent portrait.
 pub fn flatten(img: &RgbaImage, color: [u8; 3]) -> RgbImage {
-    RgbImage::from_fn(img.width(), img.height(), |x, y| {
-        let [r, g, b, a] = img.get_pixel(x, y).0;
-        let premultiplied = [r, g, b].map(|c| mul_div255(u32::from(c), u32::from(a)));
-        let [r, g, b, _] = over(premultiplied, a, color).0;
-        Rgb([r, g, b])
-    })
+    // One pass over the bytes; opaque pixels (all of most photos) are copied as they are.
+    let mut out = Vec::with_capacity(img.as_raw().len() / 4 * 3);
+    for p in img.as_raw().chunks_exact(4) {
+        let [r, g, b, a] = [p[0], p[1], p[2], p[3]];
+        if a == u8::MAX {
+            out.extend_from_slice(&[r, g, b]);
+        } else {
+            let premultiplied = [r, g, b].map(|c| mul_div255(u32::from(c), u32::from(a)));
+            let [r, g, b, _] = over(premultiplied, a, color).0;
+            out.extend_from_slice(&[r, g, b]);
+        }
+    }
+    RgbImage::from_raw(img.width(), img.height(), out).expect("three bytes per pixel")
 }
 
 /// The pixel that fills the canvas where there is no image.
@@ -245,15 +256,11 @@ fn canvas_pixel(background: Background) -> Rgba<u8> {
 pub fn resize_premultiplied(img: &RgbaImage, width: u32, height: u32) -> RgbaImage {
     let shrink = width * 2 <= img.width() && height * 2 <= img.height();
     let filter = if shrink {
-        FilterType::Triangle
+        Filter::Triangle
     } else {
         RESIZE_FILTER
     };
-    let mut out = imageops::resize(&premultiply(img), width, height, filter);
-    for p in out.pixels_mut() {
-        *p = from_premultiplied(*p, Background::Transparent);
-    }
-    out
+    crate::resize::rgba_premultiplied(img, width, height, filter)
 }
 
 /// Straight → premultiplied alpha, in 8 bits. Exact for opaque pixels (all of a photo);
@@ -316,7 +323,7 @@ fn mul_div255(a: u32, b: u32) -> u8 {
 /// `[0, 1]` → `0..=255`, rounded.
 fn unit_to_u8(v: f64) -> u8 {
     // The value is clamped to 0..=255 first, so the cast cannot truncate.
-    (v.clamp(0.0, 1.0) * 255.0).round() as u8
+    crate::round_u8((v.clamp(0.0, 1.0) * 255.0) as f32)
 }
 
 #[cfg(test)]

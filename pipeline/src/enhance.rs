@@ -518,10 +518,9 @@ fn sharpen_luma(img: &mut RgbaImage, params: &EnhanceParams) {
     }
 }
 
-/// `0.0..=255.0` → `u8`, rounded; out-of-range values are clamped first.
+/// `0.0..=255.0` → `u8`, rounded half up; out-of-range values are clamped first.
 fn to_u8(v: f32) -> u8 {
-    // Clamped to 0..=255 first, so the cast cannot truncate.
-    v.round().clamp(0.0, 255.0) as u8
+    crate::round_u8(v)
 }
 
 #[cfg(test)]

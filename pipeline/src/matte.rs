@@ -84,7 +84,7 @@ pub fn clean(matte: &mut GrayImage, luma: &GrayImage, seed: [u32; 2], params: &C
         // The faint tail of the model's blur (under 15 %) is a glow of the old background
         // around the person, not hair: cut it, and stretch the rest back to full range.
         let v = ((q - TAIL) / (1.0 - 2.0 * TAIL)).clamp(0.0, 1.0);
-        *out = if *n { (v * 255.0).round() as u8 } else { 0 };
+        *out = if *n { crate::round_u8(v * 255.0) } else { 0 };
     }
     // The filter can leave faint specks in the band around the subject that touch nothing:
     // only what is connected to the subject through visible pixels stays (the rest, and
@@ -371,7 +371,7 @@ pub fn decontaminate(img: &mut image::RgbaImage, radius: usize) {
         if a == 0 || a >= SOLID || mw[i] <= 1e-6 {
             continue;
         }
-        let to = |v: f32| (v / mw[i]).round().clamp(0.0, 255.0) as u8;
+        let to = |v: f32| crate::round_u8(v / mw[i]);
         p.0[0] = to(mr[i]);
         p.0[1] = to(mg[i]);
         p.0[2] = to(mb[i]);
@@ -399,7 +399,7 @@ pub fn limit_to_person(matte: &mut GrayImage, eye: [f32; 2], iod: f32) {
             continue;
         }
         let k = (inside / ramp).clamp(0.0, 1.0);
-        p.0[0] = (f32::from(p.0[0]) * k).round() as u8;
+        p.0[0] = crate::round_u8(f32::from(p.0[0]) * k);
     }
 }
 

@@ -13,7 +13,7 @@ use facecraft_contract::job::{
 };
 use facecraft_contract::ErrorCode;
 use image::buffer::ConvertBuffer;
-use image::imageops::{self, FilterType};
+use image::imageops;
 use image::{RgbImage, RgbaImage};
 
 use std::borrow::Cow;
@@ -30,6 +30,7 @@ use crate::face::{Detection, EngineError, FaceDetector, FaceLandmarks, Landmarke
 use crate::frame::{self, Frame, Framing, Head};
 use crate::matte::{self, CleanParams};
 use crate::quality::{self, QualityParams};
+use crate::resize::{self, Filter};
 
 /// A stage boundary, with the share of the work done when it starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -506,13 +507,23 @@ impl<'a> Source<'a> {
             ((f64::from(x1 - x0) * f).round() as u32).max(1),
             ((f64::from(y1 - y0) * f).round() as u32).max(1),
         );
-        let cut = imageops::crop_imm(photo, x0, y0, x1 - x0, y1 - y0).to_image();
         let (fx, fy) = (
             f64::from(w) / f64::from(x1 - x0),
             f64::from(h) / f64::from(y1 - y0),
         );
         Self {
-            image: Cow::Owned(compose::resize_premultiplied(&cut, w, h)),
+            image: Cow::Owned(resize::rgba_region_premultiplied(
+                photo,
+                [x0, y0, x1 - x0, y1 - y0],
+                w,
+                h,
+                // The letterbox's rule: an area filter from 2× down, bicubic above.
+                if 2 * w <= x1 - x0 && 2 * h <= y1 - y0 {
+                    Filter::Triangle
+                } else {
+                    Filter::CatmullRom
+                },
+            )),
             from_photo: Affine {
                 m: [
                     [fx, 0.0, -f64::from(x0) * fx],
@@ -790,7 +801,7 @@ fn find_face(
             ((rgb.width() as f32 * scale).round() as u32).max(1),
             ((rgb.height() as f32 * scale).round() as u32).max(1),
         );
-        imageops::resize(rgb, w, h, FilterType::Triangle)
+        resize::rgb(rgb, w, h, Filter::Triangle)
     } else {
         rgb.clone()
     };

@@ -39,6 +39,7 @@ pub struct ProcessArgs {
 
 /// Runs the command; the exit code is 0 only if every input produced a portrait.
 pub fn run(args: &ProcessArgs) -> ExitCode {
+    let started = std::time::Instant::now();
     let fail = |msg: String| {
         eprintln!("error: {msg}");
         ExitCode::from(2)
@@ -71,6 +72,13 @@ pub fn run(args: &ProcessArgs) -> ExitCode {
             ))
         }
     };
+    if args.timings {
+        // Start → the first file can begin: arguments, the file list and every model.
+        println!(
+            "ready in {} ms ({jobs} at once)",
+            started.elapsed().as_millis()
+        );
+    }
     let limits = args.limits.decode_params();
     let failed = AtomicUsize::new(0);
     let next = AtomicUsize::new(0);

@@ -31,6 +31,7 @@ pub async fn serve<F>(settings: ServeSettings, shutdown: F) -> anyhow::Result<()
 where
     F: Future<Output = ()> + Send + 'static,
 {
+    let started = Instant::now();
     settings
         .validate()
         .map_err(anyhow::Error::msg)
@@ -76,6 +77,10 @@ where
     let Some(mut consumer) = connect(&ctx, &stop).await else {
         return Ok(());
     };
+    tracing::info!(
+        ready_ms = started.elapsed().as_millis() as u64,
+        "ready: taking jobs"
+    );
 
     let renewer = tokio::spawn(renew_leases(ctx.clone()));
     let permits = Arc::new(Semaphore::new(concurrency));

@@ -7,11 +7,11 @@ use std::os::raw::c_long;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use crate::resize::{self, Filter};
 use dlib_face_recognition::{
     FaceDetector as DlibHog, FaceDetectorCnn, FaceDetectorTrait, ImageMatrix, LandmarkPredictor,
     LandmarkPredictorTrait, Rectangle,
 };
-use image::imageops::{self, FilterType};
 use image::RgbImage;
 
 use crate::face::{Detection, EngineError, FaceDetector, FaceLandmarks, Landmarker, Rect};
@@ -319,7 +319,7 @@ fn scan_input(img: &RgbImage, size: (u32, u32)) -> Result<ImageMatrix, EngineErr
     if size == img.dimensions() {
         to_matrix(img)
     } else {
-        to_matrix(&imageops::resize(img, size.0, size.1, FilterType::Triangle))
+        to_matrix(&resize::rgb(img, size.0, size.1, Filter::Triangle))
     }
 }
 
@@ -441,6 +441,7 @@ mod tests {
     use std::sync::OnceLock;
 
     use super::*;
+    use image::imageops::{self, FilterType};
 
     fn first_file(candidates: &[PathBuf], what: &str, hint: &str) -> PathBuf {
         candidates

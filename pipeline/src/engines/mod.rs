@@ -147,6 +147,15 @@ pub fn segmentation_file(m: SegmentationModel) -> &'static str {
     }
 }
 
+/// One engine, loaded.
+enum Loaded {
+    Detector(Detector, Box<dyn FaceDetector>),
+    #[cfg_attr(not(feature = "dlib"), allow(dead_code))]
+    Landmarker(Box<dyn Landmarker>),
+    #[cfg_attr(not(feature = "onnx"), allow(dead_code))]
+    Segmenter(SegmentationModel, Box<dyn Segmenter>),
+}
+
 /// The loaded engines; shared by every job of a worker.
 #[derive(Default)]
 pub struct Engines {
@@ -208,29 +217,41 @@ impl Engines {
                 .or_else(|| default_lib.exists().then_some(default_lib));
             onnx::init(lib.as_deref())?;
         }
+        // Each model loads on its own thread (file reads, dlib deserialisation and ONNX
+        // Runtime's graph optimisation are independent), so start-up takes as long as the
+        // slowest model rather than their sum. Results keep the configured order; the first
+        // error in that order is the one reported.
+        let started = std::time::Instant::now();
+        let mut tasks: Vec<Box<dyn FnOnce() -> Result<Loaded, EngineError> + Send + '_>> =
+            Vec::new();
         for name in &s.detectors {
             let d: Detector = parse_name(name).map_err(EngineError::NotLoaded)?;
-            let engine: Box<dyn FaceDetector> = match d {
-                #[cfg(feature = "dlib")]
-                Detector::Hog => Box::new(dlib::HogDetector::new(dlib::HogParams::default())),
-                #[cfg(feature = "dlib")]
-                Detector::Cnn => Box::new(dlib::CnnDetector::load(&file(
-                    "mmod_human_face_detector.dat",
-                ))?),
-                #[cfg(feature = "onnx")]
-                Detector::Retinaface => Box::new(retinaface::RetinaFace::load(
-                    &file("retinaface_mnet025.onnx"),
-                    &onnx_params,
-                    retinaface::RetinaFaceParams::default(),
-                )?),
-                #[allow(unreachable_patterns)]
-                other => {
-                    return Err(EngineError::NotLoaded(format!(
-                        "detector {other:?} (this build lacks its engine feature)"
-                    )))
-                }
-            };
-            engines.detectors.push((d, engine));
+            #[cfg(feature = "onnx")]
+            let onnx_params = &onnx_params;
+            let file = &file;
+            tasks.push(Box::new(move || {
+                let engine: Box<dyn FaceDetector> = match d {
+                    #[cfg(feature = "dlib")]
+                    Detector::Hog => Box::new(dlib::HogDetector::new(dlib::HogParams::default())),
+                    #[cfg(feature = "dlib")]
+                    Detector::Cnn => Box::new(dlib::CnnDetector::load(&file(
+                        "mmod_human_face_detector.dat",
+                    ))?),
+                    #[cfg(feature = "onnx")]
+                    Detector::Retinaface => Box::new(retinaface::RetinaFace::load(
+                        &file("retinaface_mnet025.onnx"),
+                        onnx_params,
+                        retinaface::RetinaFaceParams::default(),
+                    )?),
+                    #[allow(unreachable_patterns)]
+                    other => {
+                        return Err(EngineError::NotLoaded(format!(
+                            "detector {other:?} (this build lacks its engine feature)"
+                        )))
+                    }
+                };
+                Ok(Loaded::Detector(d, engine))
+            }));
         }
         #[cfg(feature = "dlib")]
         {
@@ -239,23 +260,56 @@ impl Engines {
             } else {
                 "shape_predictor_5_face_landmarks.dat"
             };
-            engines.landmarker = Some(Box::new(dlib::DlibLandmarker::load(&file(name))?));
+            let file = &file;
+            tasks.push(Box::new(move || {
+                Ok(Loaded::Landmarker(Box::new(dlib::DlibLandmarker::load(
+                    &file(name),
+                )?)))
+            }));
         }
         for name in &s.segmentation_models {
             let m: SegmentationModel = parse_name(name).map_err(EngineError::NotLoaded)?;
             #[cfg(feature = "onnx")]
-            engines.segmenters.push((
-                m,
-                Box::new(u2net::U2Net::load(
-                    &file(segmentation_file(m)),
-                    &onnx_params,
-                )?),
-            ));
+            {
+                let onnx_params = &onnx_params;
+                let file = &file;
+                tasks.push(Box::new(move || {
+                    Ok(Loaded::Segmenter(
+                        m,
+                        Box::new(u2net::U2Net::load(
+                            &file(segmentation_file(m)),
+                            onnx_params,
+                        )?),
+                    ))
+                }));
+            }
             #[cfg(not(feature = "onnx"))]
             return Err(EngineError::NotLoaded(format!(
                 "segmentation model {m:?} (this build lacks ONNX)"
             )));
         }
+        let loaded: Vec<Result<Loaded, EngineError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = tasks.into_iter().map(|t| scope.spawn(t)).collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(EngineError::NotLoaded("a model loader panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        for l in loaded {
+            match l? {
+                Loaded::Detector(d, e) => engines.detectors.push((d, e)),
+                Loaded::Landmarker(e) => engines.landmarker = Some(e),
+                Loaded::Segmenter(m, e) => engines.segmenters.push((m, e)),
+            }
+        }
+        tracing::info!(
+            ms = started.elapsed().as_millis() as u64,
+            "models loaded in parallel"
+        );
         Ok(engines)
     }
 

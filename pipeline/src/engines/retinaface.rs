@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use image::imageops::{self, FilterType};
+use crate::resize::{self, Filter};
 use image::RgbImage;
 
 use super::onnx::{model_error, OnnxParams, OnnxSession};
@@ -111,7 +111,7 @@ impl FaceDetector for RetinaFace {
             img
         } else {
             // Triangle is plenty for a detector and several times cheaper than Lanczos.
-            resized = imageops::resize(img, w, h, FilterType::Triangle);
+            resized = resize::rgb(img, w, h, Filter::Triangle);
             &resized
         };
         let input = to_input(input_img);
@@ -273,6 +273,7 @@ pub(crate) fn nms(mut dets: Vec<Detection>, iou: f32) -> Vec<Detection> {
 mod tests {
     use super::*;
     use crate::engines::onnx::test_support;
+    use image::imageops::{self, FilterType};
     use image::Rgb;
 
     fn det(x: f32, y: f32, w: f32, h: f32, score: f32) -> Detection {

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use image::imageops::{self, FilterType};
+use crate::resize::{self, Filter};
 use image::{GrayImage, RgbImage};
 
 use super::onnx::{model_error, OnnxParams, OnnxSession};
@@ -131,7 +131,7 @@ impl Segmenter for U2Net {
 /// The model input for `img`: 320×320 (Lanczos), divided by the image's largest channel value,
 /// ImageNet-normalised, planar RGB (NCHW, batch of one). Mirrors rembg's `BaseSession.normalize`.
 pub(crate) fn preprocess(img: &RgbImage) -> Vec<f32> {
-    let small = imageops::resize(img, INPUT_SIZE, INPUT_SIZE, FilterType::Lanczos3);
+    let small = resize::rgb(img, INPUT_SIZE, INPUT_SIZE, Filter::Lanczos3);
     // rembg divides by `max(np.max(im), 1e-6)`, not by 255: a dark photo is stretched.
     let max = small.as_raw().iter().copied().max().unwrap_or(0).max(1);
     let scale = 1.0 / f32::from(max);
@@ -169,7 +169,7 @@ pub(crate) fn postprocess(raw: &[f32], w: u32, h: u32, out_w: u32, out_h: u32) -
     } else {
         // Bilinear, not rembg's Lanczos: the pipeline refits the edge to the photo afterwards
         // (`matte::clean`), so a sharper kernel here only costs time (3× the taps).
-        imageops::resize(&small, out_w, out_h, FilterType::Triangle)
+        resize::gray(&small, out_w, out_h, Filter::Triangle)
     }
 }
 
