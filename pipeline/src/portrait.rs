@@ -796,14 +796,14 @@ fn find_face(
     enter: &mut dyn FnMut(Stage) -> Result<(), RenderError>,
 ) -> Result<(u32, Face), RenderError> {
     let scale = (DETECT_MAX_SIDE as f32 / rgb.width().max(rgb.height()) as f32).min(1.0);
-    let small = if scale < 1.0 {
+    let small: Cow<'_, RgbImage> = if scale < 1.0 {
         let (w, h) = (
             ((rgb.width() as f32 * scale).round() as u32).max(1),
             ((rgb.height() as f32 * scale).round() as u32).max(1),
         );
-        resize::rgb(rgb, w, h, Filter::Triangle)
+        Cow::Owned(resize::rgb(rgb, w, h, Filter::Triangle))
     } else {
-        rgb.clone()
+        Cow::Borrowed(rgb)
     };
 
     let mut detectors: Vec<(Detector, &dyn FaceDetector)> = vec![(params.detector, detector)];
