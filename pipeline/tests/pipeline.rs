@@ -407,3 +407,51 @@ fn every_error_code_is_reached_by_a_real_input() {
     tiny_jpeg.formats = vec![Format::Jpg];
     assert_eq!(code(&png(&astronaut()), &tiny_jpeg), "output_too_large");
 }
+
+/// 24×24 block means (27×27-pixel blocks, R, G, B) of a 648² portrait.
+fn block_means(img: &RgbaImage) -> Vec<f64> {
+    assert_eq!(img.dimensions(), (648, 648));
+    let mut sums = vec![0.0; 24 * 24 * 3];
+    for (x, y, p) in img.enumerate_pixels() {
+        let i = ((y / 27) * 24 + x / 27) as usize * 3;
+        for c in 0..3 {
+            sums[i + c] += f64::from(p.0[c]);
+        }
+    }
+    sums.iter().map(|s| s / (27.0 * 27.0)).collect()
+}
+
+#[test]
+fn faster_paths_keep_the_portraits_of_before() {
+    // The SIMD resizes, the single-pass flatten, the rounding without libm and the new encoders
+    // must not change the portrait: today's matches the one made before them (commit 43fc428,
+    // tests/data/reference_portraits.txt) within a mean of one level in 255 per block — the
+    // whole-image difference measured when they landed was 0.005–0.02 of a level on these
+    // photos — and no block moves by more than 8 levels (a shifted face or a lost shoulder
+    // would). The JPEG still fits the byte cap.
+    let reference = include_str!("data/reference_portraits.txt");
+    let mut checked = 0;
+    for line in reference.lines().filter(|l| !l.starts_with('#')) {
+        let (name, hex) = line.split_once(' ').unwrap();
+        let want: Vec<f64> = (0..hex.len())
+            .step_by(2)
+            .map(|i| f64::from(u8::from_str_radix(&hex[i..i + 2], 16).unwrap()))
+            .collect();
+        let bytes = std::fs::read(testdata(name)).unwrap();
+        let p = run(&bytes, &params()).unwrap();
+        let got = block_means(&output(&p, Format::Png));
+        assert_eq!(got.len(), want.len());
+        let diffs: Vec<f64> = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).collect();
+        let mean = diffs.iter().sum::<f64>() / diffs.len() as f64;
+        let worst = diffs.iter().copied().fold(0.0, f64::max);
+        assert!(
+            mean <= 1.0,
+            "{name}: mean block difference {mean:.3} levels"
+        );
+        assert!(worst <= 8.0, "{name}: a block differs by {worst:.1} levels");
+        let jpeg = p.outputs.iter().find(|o| o.format == Format::Jpg).unwrap();
+        assert!(jpeg.bytes.len() <= params().jpeg_max_bytes as usize);
+        checked += 1;
+    }
+    assert_eq!(checked, 3);
+}
