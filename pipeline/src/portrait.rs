@@ -1072,8 +1072,46 @@ fn rotate_about_center(img: &RgbImage, deg: f32) -> (RgbImage, Affine) {
 /// kept hard on purpose: a soft ramp into the grey gives detectors a gradient that a face
 /// cut by the border does not have in the photo.
 fn sample(img: &RgbImage, w: u32, h: u32, back: &Affine) -> RgbImage {
-    let rgba: RgbaImage = img.convert();
-    let turned = align::warp(&rgba, w, h, back);
+    // Only the part of the photo the window reads is converted, not the whole photo (a
+    // 20-megapixel one would be copied whole, 80 MB, for a face-sized window): the box of the
+    // window's mapped corners, two pixels wider for the bilinear taps, cut to the photo. The
+    // taps never reach past that box except where it is the photo's own edge, so the result
+    // is the same.
+    let corners = [
+        [0.0, 0.0],
+        [f64::from(w), 0.0],
+        [0.0, f64::from(h)],
+        [f64::from(w), f64::from(h)],
+    ]
+    .map(|p| back.apply_f64(p));
+    let lo = |i: usize| corners.iter().map(|c| c[i]).fold(f64::INFINITY, f64::min);
+    let hi = |i: usize| {
+        corners
+            .iter()
+            .map(|c| c[i])
+            .fold(f64::NEG_INFINITY, f64::max)
+    };
+    let cut = |v: f64, max: u32| v.clamp(0.0, f64::from(max)) as u32;
+    let (x0, y0) = (
+        cut((lo(0) - 2.0).floor(), img.width()),
+        cut((lo(1) - 2.0).floor(), img.height()),
+    );
+    let (x1, y1) = (
+        cut((hi(0) + 2.0).ceil(), img.width()),
+        cut((hi(1) + 2.0).ceil(), img.height()),
+    );
+    if x1 <= x0 || y1 <= y0 {
+        return RgbImage::from_pixel(w, h, image::Rgb([128, 128, 128]));
+    }
+    let rgba: RgbaImage = imageops::crop_imm(img, x0, y0, x1 - x0, y1 - y0)
+        .to_image()
+        .convert();
+    let back = back.then(&Affine::scale_then_translate(
+        1.0,
+        -f64::from(x0),
+        -f64::from(y0),
+    ));
+    let turned = align::warp(&rgba, w, h, &back);
     RgbImage::from_fn(w, h, |x, y| {
         let [r, g, b, a] = turned.get_pixel(x, y).0;
         if a == u8::MAX {
@@ -1129,4 +1167,43 @@ fn encode_all(canvas: &RgbaImage, params: &JobParams) -> Result<Vec<Rendered>, R
         });
     }
     Ok(outputs)
+}
+
+#[cfg(test)]
+mod sample_tests {
+    use super::*;
+
+    #[test]
+    fn a_window_samples_as_from_the_whole_photo() {
+        let photo = RgbImage::from_fn(300, 200, |x, y| {
+            image::Rgb([(x % 251) as u8, (y % 199) as u8, ((x * y) % 253) as u8])
+        });
+        let whole = |w: u32, h: u32, back: &Affine| {
+            let rgba: RgbaImage = photo.convert();
+            let turned = align::warp(&rgba, w, h, back);
+            RgbImage::from_fn(w, h, |x, y| {
+                let [r, g, b, a] = turned.get_pixel(x, y).0;
+                if a == u8::MAX {
+                    image::Rgb([r, g, b])
+                } else {
+                    image::Rgb([128, 128, 128])
+                }
+            })
+        };
+        for back in [
+            Affine::scale_then_translate(1.0, 40.0, 30.0),
+            Affine::scale_then_translate(0.7, -20.0, 150.0),
+            Affine::scale_then_translate(2.3, 100.5, 10.25),
+            Affine::rotation_about([150.0, 100.0], 33.0),
+            Affine::rotation_about([290.0, 5.0], -71.0)
+                .then(&Affine::scale_then_translate(1.4, -3.0, 8.0)),
+            Affine::scale_then_translate(1.0, 1000.0, 0.0),
+        ] {
+            assert_eq!(
+                sample(&photo, 120, 90, &back),
+                whole(120, 90, &back),
+                "{back:?}"
+            );
+        }
+    }
 }
