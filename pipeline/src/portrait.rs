@@ -1080,28 +1080,20 @@ fn sample(img: &RgbImage, w: u32, h: u32, back: &Affine) -> RgbImage {
     // window's mapped corners, two pixels wider for the bilinear taps, cut to the photo. The
     // taps never reach past that box except where it is the photo's own edge, so the result
     // is the same.
-    let corners = [
-        [0.0, 0.0],
-        [f64::from(w), 0.0],
-        [0.0, f64::from(h)],
-        [f64::from(w), f64::from(h)],
-    ]
-    .map(|p| back.apply_f64(p));
-    let lo = |i: usize| corners.iter().map(|c| c[i]).fold(f64::INFINITY, f64::min);
-    let hi = |i: usize| {
-        corners
-            .iter()
-            .map(|c| c[i])
-            .fold(f64::NEG_INFINITY, f64::max)
-    };
-    let cut = |v: f64, max: u32| v.clamp(0.0, f64::from(max)) as u32;
+    let reach = back.apply_rect(&Rect {
+        x: 0.0,
+        y: 0.0,
+        width: w as f32,
+        height: h as f32,
+    });
+    let cut = |v: f32, max: u32| v.clamp(0.0, max as f32) as u32;
     let (x0, y0) = (
-        cut((lo(0) - 2.0).floor(), img.width()),
-        cut((lo(1) - 2.0).floor(), img.height()),
+        cut((reach.x - 2.0).floor(), img.width()),
+        cut((reach.y - 2.0).floor(), img.height()),
     );
     let (x1, y1) = (
-        cut((hi(0) + 2.0).ceil(), img.width()),
-        cut((hi(1) + 2.0).ceil(), img.height()),
+        cut((reach.right() + 2.0).ceil(), img.width()),
+        cut((reach.bottom() + 2.0).ceil(), img.height()),
     );
     if x1 <= x0 || y1 <= y0 {
         return RgbImage::from_pixel(w, h, image::Rgb([128, 128, 128]));
@@ -1114,8 +1106,12 @@ fn sample(img: &RgbImage, w: u32, h: u32, back: &Affine) -> RgbImage {
         -f64::from(x0),
         -f64::from(y0),
     ));
-    let turned = align::warp(&rgba, w, h, &back);
-    RgbImage::from_fn(w, h, |x, y| {
+    grey_where_uncovered(&align::warp(&rgba, w, h, &back))
+}
+
+/// `turned` without alpha: mid grey wherever a pixel is not wholly covered.
+fn grey_where_uncovered(turned: &RgbaImage) -> RgbImage {
+    RgbImage::from_fn(turned.width(), turned.height(), |x, y| {
         let [r, g, b, a] = turned.get_pixel(x, y).0;
         if a == u8::MAX {
             image::Rgb([r, g, b])
@@ -1183,15 +1179,7 @@ mod sample_tests {
         });
         let whole = |w: u32, h: u32, back: &Affine| {
             let rgba: RgbaImage = photo.convert();
-            let turned = align::warp(&rgba, w, h, back);
-            RgbImage::from_fn(w, h, |x, y| {
-                let [r, g, b, a] = turned.get_pixel(x, y).0;
-                if a == u8::MAX {
-                    image::Rgb([r, g, b])
-                } else {
-                    image::Rgb([128, 128, 128])
-                }
-            })
+            grey_where_uncovered(&align::warp(&rgba, w, h, back))
         };
         for back in [
             Affine::scale_then_translate(1.0, 40.0, 30.0),

@@ -52,31 +52,7 @@ pub fn rgba_region_premultiplied(
     height: u32,
     filter: Filter,
 ) -> RgbaImage {
-    let [x, y, w, h] = region;
-    let (width, height) = (width.max(1), height.max(1));
-    if w == 0 || h == 0 || x + w > img.width() || y + h > img.height() {
-        return RgbaImage::new(width, height);
-    }
-    let src = ImageRef::new(img.width(), img.height(), img.as_raw(), PixelType::U8x4)
-        .expect("an image buffer matches its own dimensions");
-    let mut dst = Image::new(width, height, PixelType::U8x4);
-    // Premultiplying makes the resizer copy the whole source first (80 MB for a 20-megapixel
-    // photo); an opaque region needs none, and photos are almost always opaque.
-    let opaque = (y..y + h).all(|row| {
-        let start = (row as usize * img.width() as usize + x as usize) * 4;
-        img.as_raw()[start..start + w as usize * 4]
-            .chunks_exact(4)
-            .all(|p| p[3] == u8::MAX)
-    });
-    let options = ResizeOptions::new()
-        .resize_alg(filter.alg())
-        .use_alpha(!opaque)
-        .crop(f64::from(x), f64::from(y), f64::from(w), f64::from(h));
-    Resizer::new()
-        .resize(&src, &mut dst, &options)
-        .expect("source and destination pixel types match");
-    RgbaImage::from_raw(width, height, dst.into_vec())
-        .expect("the resizer fills width × height pixels")
+    resize_region(img, PixelType::U8x4, region, width, height, filter, true)
 }
 
 fn resize<P: Pixel<Subpixel = u8>>(
@@ -87,22 +63,44 @@ fn resize<P: Pixel<Subpixel = u8>>(
     filter: Filter,
     use_alpha: bool,
 ) -> ImageBuffer<P, Vec<u8>> {
-    let (width, height) = (width.max(1), height.max(1));
-    if img.dimensions() == (width, height) {
+    if img.dimensions() == (width.max(1), height.max(1)) {
         return img.clone();
     }
-    if img.width() == 0 || img.height() == 0 {
+    let whole = [0, 0, img.width(), img.height()];
+    resize_region(img, pixel_type, whole, width, height, filter, use_alpha)
+}
+
+fn resize_region<P: Pixel<Subpixel = u8>>(
+    img: &ImageBuffer<P, Vec<u8>>,
+    pixel_type: PixelType,
+    [x, y, w, h]: [u32; 4],
+    width: u32,
+    height: u32,
+    filter: Filter,
+    use_alpha: bool,
+) -> ImageBuffer<P, Vec<u8>> {
+    let (width, height) = (width.max(1), height.max(1));
+    if w == 0 || h == 0 || x + w > img.width() || y + h > img.height() {
         return ImageBuffer::new(width, height);
     }
     // The buffer and pixel type agree by construction, so neither call can fail.
     let src = ImageRef::new(img.width(), img.height(), img.as_raw(), pixel_type)
         .expect("an image buffer matches its own dimensions");
     let mut dst = Image::new(width, height, pixel_type);
-    // An opaque image needs no premultiplying, which would copy it whole first.
-    let use_alpha = use_alpha && img.as_raw().chunks_exact(4).any(|p| p[3] != u8::MAX);
+    // Premultiplying makes the resizer copy the whole source first (80 MB for a 20-megapixel
+    // photo); an opaque region needs none, and photos are almost always opaque.
+    let channels = P::CHANNEL_COUNT as usize;
+    let use_alpha = use_alpha
+        && (y..y + h).any(|row| {
+            let start = (row as usize * img.width() as usize + x as usize) * channels;
+            img.as_raw()[start..start + w as usize * channels]
+                .chunks_exact(channels)
+                .any(|p| p[channels - 1] != u8::MAX)
+        });
     let options = ResizeOptions::new()
         .resize_alg(filter.alg())
-        .use_alpha(use_alpha);
+        .use_alpha(use_alpha)
+        .crop(f64::from(x), f64::from(y), f64::from(w), f64::from(h));
     Resizer::new()
         .resize(&src, &mut dst, &options)
         .expect("source and destination pixel types match");
