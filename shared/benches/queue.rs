@@ -39,7 +39,7 @@ const SIDEKIQ_JOBS_PER_SEC: f64 = 23_500.0;
 const READ_BLOCK: Duration = Duration::from_millis(200);
 /// The worker's default FACECRAFT_REAP_INTERVAL_MS.
 const REAP_INTERVAL: Duration = Duration::from_secs(5);
-/// Jobs run through the whole path before measuring: connections, pools, script cache.
+/// Jobs run through the whole path before measuring: connections, script cache.
 const WARM_UP_JOBS: usize = 500;
 
 /// Queue throughput benchmark.
@@ -61,8 +61,8 @@ struct Args {
     /// Commands per pipeline, and XREADGROUP COUNT, of the bare-Redis baseline.
     #[arg(long, default_value_t = 256)]
     batch: usize,
-    /// Pooled Redis connections of each queue handle (FACECRAFT_REDIS_POOL_SIZE).
-    #[arg(long, default_value_t = 16)]
+    /// Shared Redis connections of each queue handle (FACECRAFT_REDIS_POOL_SIZE, default 4).
+    #[arg(long, default_value_t = 4)]
     pool_size: usize,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
@@ -267,7 +267,7 @@ async fn run(
     client: &redis::Client,
     admin: &mut MultiplexedConnection,
 ) -> anyhow::Result<Vec<Row>> {
-    // The API and the workers are separate processes with pools of their own.
+    // The API and the workers are separate processes with connections of their own.
     let api = Queue::new(redis, settings)?;
     let workers = Queue::new(redis, settings)?;
     api.ensure_group().await?;
@@ -692,7 +692,7 @@ async fn bare_produce_unpipelined(
 }
 
 /// `n` runs of the queue's own enqueue script, with the arguments `Queue::enqueue` passes,
-/// from `producers` tasks on connections of their own: the queue's enqueue without its pool.
+/// from `producers` tasks, each on a connection of its own: the script without `Queue`.
 async fn bare_enqueue_script(
     client: &redis::Client,
     prefix: &str,

@@ -22,14 +22,15 @@ pub struct RedisSettings {
         default_value = "facecraft"
     )]
     pub prefix: String,
-    /// Pooled connections for non-blocking commands.
+    /// Connections for non-blocking commands, each shared by every task (multiplexed). A few
+    /// are enough: concurrent commands on one connection travel together.
     #[arg(
         long = "redis-pool-size",
         env = "FACECRAFT_REDIS_POOL_SIZE",
-        default_value_t = 16
+        default_value_t = 4
     )]
     pub pool_size: usize,
-    /// How long a command may wait for a pooled connection, and for Redis to answer, in ms.
+    /// How long a command may wait for a connection, and for Redis to answer, in ms.
     #[arg(
         long = "redis-timeout-ms",
         env = "FACECRAFT_REDIS_TIMEOUT_MS",
@@ -61,8 +62,8 @@ impl RedisSettings {
         if self.prefix.is_empty() || self.prefix.contains(char::is_whitespace) {
             return Err("FACECRAFT_REDIS_PREFIX must be non-empty without spaces".into());
         }
-        if self.pool_size == 0 {
-            return Err("FACECRAFT_REDIS_POOL_SIZE must be at least 1".into());
+        if !(1..=256).contains(&self.pool_size) {
+            return Err("FACECRAFT_REDIS_POOL_SIZE must be between 1 and 256".into());
         }
         if self.timeout_ms < 100 {
             return Err("FACECRAFT_REDIS_TIMEOUT_MS must be at least 100".into());

@@ -8,12 +8,12 @@
 //! split by role: `submit` (what the API does to a job), `lease` (what a worker does with a
 //! delivery) and `inspect` (read-only views for the API, metrics and operators).
 
+mod conn;
 mod inspect;
 mod lease;
 mod submit;
 
-use deadpool_redis::{Pool, Runtime};
-use redis::{AsyncCommands, AsyncConnectionConfig, Script};
+use redis::{AsyncCommands, Script};
 use serde::Serialize;
 
 use crate::config::{QueueSettings, RedisSettings};
@@ -54,15 +54,6 @@ impl QueueError {
 impl From<redis::RedisError> for QueueError {
     fn from(e: redis::RedisError) -> Self {
         Self::Unavailable(e)
-    }
-}
-
-impl From<deadpool_redis::PoolError> for QueueError {
-    fn from(e: deadpool_redis::PoolError) -> Self {
-        match e {
-            deadpool_redis::PoolError::Backend(e) => Self::Unavailable(e),
-            other => Self::Pool(other.to_string()),
-        }
     }
 }
 
@@ -166,7 +157,7 @@ fn event(state: &str, stage: Option<&str>, percent: Option<u8>) -> String {
 /// Handle to the queue; cheap to clone.
 #[derive(Clone)]
 pub struct Queue {
-    pool: Pool,
+    conns: conn::Connections,
     keys: Keys,
     settings: QueueSettings,
     redis: RedisSettings,
@@ -176,22 +167,10 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// Builds the pool; connects lazily, so Redis may come up later.
+    /// Sets up the shared connections; connects lazily, so Redis may come up later.
     pub fn new(redis: &RedisSettings, settings: &QueueSettings) -> Result<Self, QueueError> {
-        let conn_config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(redis.timeout()))
-            .set_response_timeout(Some(redis.timeout()));
-        let manager = deadpool_redis::Manager::new_with_config(redis.url.as_str(), conn_config)?;
-        let pool = Pool::builder(manager)
-            .max_size(redis.pool_size)
-            .wait_timeout(Some(redis.timeout()))
-            .create_timeout(Some(redis.timeout()))
-            .recycle_timeout(Some(redis.timeout()))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| QueueError::Pool(e.to_string()))?;
         Ok(Self {
-            pool,
+            conns: conn::Connections::new(&redis.url, redis.pool_size, redis.timeout())?,
             keys: Keys::new(&redis.prefix),
             settings: settings.clone(),
             redis: redis.clone(),
@@ -208,8 +187,8 @@ impl Queue {
         &self.settings
     }
 
-    async fn conn(&self) -> Result<deadpool_redis::Connection, QueueError> {
-        Ok(self.pool.get().await?)
+    async fn conn(&self) -> Result<conn::Conn, QueueError> {
+        self.conns.get().await
     }
 
     /// Decides an enqueue whose answer did not come in time. Redis may have run the script and
@@ -219,7 +198,7 @@ impl Queue {
     /// happened. `Ok` means the script ran; any other failure gives back `error`.
     async fn settle(
         &self,
-        c: &mut deadpool_redis::Connection,
+        c: &mut conn::Conn,
         error: redis::RedisError,
         key: &str,
     ) -> Result<(), QueueError> {

@@ -1,7 +1,8 @@
 -- KEYS: job hash, events channel
 -- ARGV: stage, percent, now, event json
-if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 1 end
+local h = redis.call('HMGET', KEYS[1], 'state', 'cancel_requested')
+if h[1] ~= 'running' then return 1 end
 redis.call('HSET', KEYS[1], 'stage', ARGV[1], 'percent', ARGV[2], 'updated_at', ARGV[3])
 redis.call('PUBLISH', KEYS[2], ARGV[4])
-if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then return 1 end
+if h[2] == '1' then return 1 end
 return 0
