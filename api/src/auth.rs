@@ -2,22 +2,23 @@
 //! before its handler runs: [`Caller`] for `/v1`, [`CompatCaller`] and [`ProcessCaller`] for the
 //! Python-compatible routes (refused in their error shapes).
 //!
-//! Keys are kept only as SHA-256 digests and compared in constant time, so neither memory
-//! dumps nor response timing give them away. Authentication is off only when the operator
+//! Keys are kept only as SHA-256 digests and compared in constant time (`subtle`), so neither
+//! memory dumps nor response timing give them away. Rate limits are in [`crate::ratelimit`]. Authentication is off only when the operator
 //! says so (`FACECRAFT_AUTH_DISABLED=true`); then every request is tenant `default`.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use facecraft_contract::ErrorCode;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::config::ApiKey;
 use crate::error::{ApiError, CompatError};
+use crate::ratelimit::Limiter;
 use crate::AppState;
 
 /// Who is calling.
@@ -31,26 +32,31 @@ pub(crate) struct Caller {
 pub(crate) struct Auth {
     keys: Vec<(String, [u8; 32])>,
     admins: HashSet<String>,
-    limiter: Option<RateLimiter>,
+    limiter: Option<Limiter>,
 }
 
 impl Auth {
-    pub fn new(keys: &[ApiKey], admins: &[String], per_minute: u32, burst: u32) -> Self {
+    /// `limiter`: `None` for no rate limit.
+    pub fn new(keys: &[ApiKey], admins: &[String], limiter: Option<Limiter>) -> Self {
         Self {
             keys: keys
                 .iter()
                 .map(|k| (k.tenant.clone(), digest(k.key.as_bytes())))
                 .collect(),
             admins: admins.iter().cloned().collect(),
-            limiter: (per_minute > 0).then(|| RateLimiter::new(per_minute, burst)),
+            limiter,
         }
     }
 
+    pub fn limiter(&self) -> Option<&Limiter> {
+        self.limiter.as_ref()
+    }
+
     /// Authenticates the request and charges one request to its tenant's rate limit.
-    pub fn caller(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    pub async fn caller(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
         let tenant = self.tenant(headers)?;
         if let Some(limiter) = &self.limiter {
-            if let Err(wait_secs) = limiter.take(&tenant) {
+            if let Err(wait_secs) = limiter.take(&tenant).await {
                 return Err(ApiError {
                     status: StatusCode::TOO_MANY_REQUESTS,
                     code: ErrorCode::RateLimited,
@@ -86,7 +92,7 @@ impl Auth {
         // Every key is compared, without stopping early, so timing reveals nothing.
         let mut found = None;
         for (tenant, key) in &self.keys {
-            if constant_time_eq(key, &hash) {
+            if bool::from(key.ct_eq(&hash)) {
                 found = Some(tenant.clone());
             }
         }
@@ -109,7 +115,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        state.auth.caller(&parts.headers)
+        state.auth.caller(&parts.headers).await
     }
 }
 
@@ -124,7 +130,7 @@ impl FromRequestParts<Arc<AppState>> for CompatCaller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        Ok(Self(state.auth.caller(&parts.headers)?))
+        Ok(Self(state.auth.caller(&parts.headers).await?))
     }
 }
 
@@ -141,6 +147,7 @@ impl FromRequestParts<Arc<AppState>> for ProcessCaller {
         let caller = state
             .auth
             .caller(&parts.headers)
+            .await
             .map_err(|e| CompatError::from(e).process())?;
         Ok(Self(caller))
     }
@@ -148,52 +155,6 @@ impl FromRequestParts<Arc<AppState>> for ProcessCaller {
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
-}
-
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    let mut diff = 0u8;
-    for (x, y) in a.iter().zip(b) {
-        diff |= x ^ y;
-    }
-    diff == 0
-}
-
-/// Token bucket per tenant: `burst` requests at once, refilled at `per_minute`.
-struct RateLimiter {
-    per_sec: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
-}
-
-impl RateLimiter {
-    fn new(per_minute: u32, burst: u32) -> Self {
-        Self {
-            per_sec: f64::from(per_minute) / 60.0,
-            burst: f64::from(burst.max(1)),
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Takes a token, or answers how many seconds until one is available.
-    fn take(&self, tenant: &str) -> Result<(), u64> {
-        let now = Instant::now();
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (tokens, last) = buckets
-            .entry(tenant.to_owned())
-            .or_insert((self.burst, now));
-        *tokens =
-            (*tokens + now.duration_since(*last).as_secs_f64() * self.per_sec).min(self.burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(((1.0 - *tokens) / self.per_sec).ceil().max(1.0) as u64)
-        }
-    }
 }
 
 #[cfg(test)]
@@ -219,39 +180,64 @@ mod tests {
         ]
     }
 
-    #[test]
-    fn keys_map_to_tenants() {
-        let auth = Auth::new(&keys(), &["ops".into()], 0, 0);
-        let c = auth.caller(&headers("acme-key-0123456789")).unwrap();
+    /// A queue whose Redis is a closed port: every rate decision falls back to the local one.
+    fn unreachable_queue() -> facecraft_shared::queue::Queue {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let redis = facecraft_shared::config::RedisSettings {
+            url: format!("redis://{closed}"),
+            prefix: "t".into(),
+            pool_size: 1,
+            timeout_ms: 200,
+        };
+        facecraft_shared::queue::Queue::new(&redis, &Default::default()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn keys_map_to_tenants() {
+        let auth = Auth::new(&keys(), &["ops".into()], None);
+        let c = auth.caller(&headers("acme-key-0123456789")).await.unwrap();
         assert_eq!((c.tenant.as_str(), c.admin), ("acme", false));
         let mut bearer = HeaderMap::new();
         bearer.insert(
             header::AUTHORIZATION,
             "Bearer ops-key-0123456789ab".parse().unwrap(),
         );
-        let c = auth.caller(&bearer).unwrap();
+        let c = auth.caller(&bearer).await.unwrap();
         assert_eq!((c.tenant.as_str(), c.admin), ("ops", true));
-        let e = auth.caller(&headers("acme-key-012345678")).unwrap_err();
+        let e = auth
+            .caller(&headers("acme-key-012345678"))
+            .await
+            .unwrap_err();
         assert_eq!(e.status, StatusCode::UNAUTHORIZED);
         assert_eq!(
-            auth.caller(&HeaderMap::new()).unwrap_err().code,
+            auth.caller(&HeaderMap::new()).await.unwrap_err().code,
             ErrorCode::Unauthorized
         );
     }
 
-    #[test]
-    fn rate_limit_answers_429_with_retry_after() {
-        let auth = Auth::new(&keys(), &[], 60, 3);
+    #[tokio::test]
+    async fn without_redis_the_rate_limit_holds_per_process() {
+        let limiter = Limiter::new(unreachable_queue(), 60, 3);
+        let auth = Auth::new(&keys(), &[], limiter);
         for _ in 0..3 {
-            auth.caller(&headers("acme-key-0123456789")).unwrap();
+            auth.caller(&headers("acme-key-0123456789")).await.unwrap();
         }
-        let e = auth.caller(&headers("acme-key-0123456789")).unwrap_err();
+        let e = auth
+            .caller(&headers("acme-key-0123456789"))
+            .await
+            .unwrap_err();
         assert_eq!(
             (e.status, e.code),
             (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited)
         );
         assert_eq!(e.retry_after, Some(1));
-        // Another tenant has its own bucket.
-        auth.caller(&headers("ops-key-0123456789ab")).unwrap();
+        // Another tenant has its own budget.
+        auth.caller(&headers("ops-key-0123456789ab")).await.unwrap();
+        let limiter = auth.limiter().unwrap();
+        assert!(limiter.degraded());
+        assert_eq!(limiter.local_decisions(), 5);
     }
 }

@@ -63,6 +63,11 @@ pub struct Settings {
     /// Largest batch upload body, and largest zip of a batch's results, in bytes.
     #[arg(long, env = "FACECRAFT_MAX_BATCH_BYTES", default_value_t = 100 * 1024 * 1024)]
     pub max_batch_bytes: usize,
+    /// Browser origins allowed to call the API from another site (CORS), comma-separated, e.g.
+    /// `https://hr.example.com`; `*` allows any. Empty (the default): no CORS headers, so
+    /// browsers allow only same-origin calls.
+    #[arg(long, env = "FACECRAFT_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
     #[command(flatten)]
     pub redis: RedisSettings,
     #[command(flatten)]
@@ -91,6 +96,7 @@ impl std::fmt::Debug for Settings {
             .field("compat_wait_secs", &self.compat_wait_secs)
             .field("max_batch_size", &self.max_batch_size)
             .field("max_batch_bytes", &self.max_batch_bytes)
+            .field("cors_origins", &self.cors_origins)
             .field("redis", &self.redis)
             .field("s3", &self.s3)
             .field("queue", &self.queue)
@@ -129,6 +135,14 @@ impl Settings {
         }
         if self.sse_poll_ms < 100 {
             return Err("FACECRAFT_SSE_POLL_MS must be at least 100".into());
+        }
+        for origin in &self.cors_origins {
+            valid_origin(origin).map_err(|e| format!("FACECRAFT_CORS_ORIGINS `{origin}`: {e}"))?;
+        }
+        if self.cors_origins.len() > 1 && self.cors_origins.iter().any(|o| o.trim() == "*") {
+            return Err(
+                "FACECRAFT_CORS_ORIGINS: `*` allows every origin; list no others with it".into(),
+            );
         }
         if self.compat_wait_secs == 0 || self.compat_wait_secs >= self.request_timeout_secs {
             return Err(format!(
@@ -205,4 +219,24 @@ impl Settings {
         }
         Ok(keys)
     }
+}
+
+/// An origin as browsers send it: scheme, host and optional port, nothing else; or `*`.
+pub(crate) fn valid_origin(origin: &str) -> Result<(), &'static str> {
+    let origin = origin.trim();
+    if origin == "*" {
+        return Ok(());
+    }
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or("must start with https:// or http://")?;
+    if rest.is_empty()
+        || !rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+    {
+        return Err("must be scheme://host[:port] with no path, e.g. https://hr.example.com");
+    }
+    Ok(())
 }

@@ -24,6 +24,8 @@ pub struct ApiError {
 struct Body<'a> {
     error: &'a str,
     code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
 }
 
 impl ApiError {
@@ -73,6 +75,7 @@ impl IntoResponse for ApiError {
             Json(Body {
                 error: message,
                 code: self.code.as_str(),
+                request_id: crate::http::request_id(),
             }),
         )
             .into_response();
@@ -216,6 +219,9 @@ impl IntoResponse for CompatError {
         };
         if !self.warnings.is_empty() {
             body["warnings"] = json!(self.warnings);
+        }
+        if let Some(id) = crate::http::request_id() {
+            body["request_id"] = json!(id);
         }
         let mut resp = (e.status, Json(body)).into_response();
         if let Some(secs) = e.retry_after {

@@ -8,10 +8,12 @@ pub mod config;
 mod docs;
 pub mod error;
 mod events;
+mod http;
 mod linger;
 mod metrics;
 mod openapi;
 mod page;
+mod ratelimit;
 mod responses;
 mod routes;
 mod schema;
@@ -44,6 +46,7 @@ pub(crate) struct AppState {
     pub max_batch_bytes: usize,
     /// For `/status`'s uptime.
     pub started: std::time::Instant,
+    pub http_metrics: Arc<http::HttpMetrics>,
 }
 
 /// What `/readyz` and the compat `/ready` report: whether Redis and S3 answer now.
@@ -112,8 +115,8 @@ impl Application {
         if keys.is_empty() {
             tracing::warn!("FACECRAFT_AUTH_DISABLED=true: authentication is off and every request acts as tenant `default`");
         }
-        let queue =
-            Queue::new(&settings.redis, &settings.queue).context("building the redis pool")?;
+        let queue = Queue::new(&settings.redis, &settings.queue)
+            .context("setting up the redis connections")?;
         let store = ObjectStore::new(&settings.s3)
             .await
             .context("building the S3 client")?;
@@ -121,13 +124,16 @@ impl Application {
         allowed_buckets.push(settings.s3.bucket.clone());
         let (stop_streams, streams_stopped) = tokio::sync::watch::channel(false);
         let state = Arc::new(AppState {
-            queue,
+            queue: queue.clone(),
             store,
             auth: auth::Auth::new(
                 &keys,
                 &settings.admin_tenants,
-                settings.rate_limit_per_min,
-                settings.rate_limit_burst,
+                ratelimit::Limiter::new(
+                    queue.clone(),
+                    settings.rate_limit_per_min,
+                    settings.rate_limit_burst,
+                ),
             ),
             allowed_buckets,
             max_upload_bytes: settings.max_upload_bytes,
@@ -136,6 +142,7 @@ impl Application {
             max_batch_size: settings.max_batch_size,
             max_batch_bytes: settings.max_batch_bytes,
             started: std::time::Instant::now(),
+            http_metrics: Arc::default(),
         });
         let router = routes::router(state, &settings, &openapi::spec());
         let listener = TcpListener::bind(&settings.addr)

@@ -19,6 +19,9 @@ pub(crate) struct ErrorBody {
     /// A human-readable message; a 500 says only `internal error`.
     error: String,
     code: ErrorCode,
+    /// The request's `X-Request-Id`, which the API's log lines for it carry too.
+    #[schema(example = "0193a0b2-7c1e-7f00-8000-000000000000")]
+    request_id: Option<String>,
 }
 
 /// `multipart/form-data` body of `POST /v1/jobs`: the photo, plus parameters either as one
@@ -105,6 +108,8 @@ pub(crate) struct CompatErrorBody {
     /// Facecraft's addition, only on `quality_rejected`: the quality warnings that failed the
     /// job.
     warnings: Option<Vec<QualityWarning>>,
+    /// Facecraft's addition: the request's `X-Request-Id`, which the API's log lines carry too.
+    request_id: Option<String>,
 }
 
 /// Answer of `POST /api/v1/process`, success or failure (then `success: false`, `error`).
@@ -130,6 +135,8 @@ pub(crate) struct ProcessResult {
     /// Facecraft's addition, only on `quality_rejected`: the quality warnings that failed the
     /// job.
     warnings: Option<Vec<QualityWarning>>,
+    /// Facecraft's addition, on failures: the request's `X-Request-Id`.
+    request_id: Option<String>,
 }
 
 /// Form of `POST /api/v1/process` (the Python service's field names and defaults).

@@ -316,7 +316,7 @@ async fn router() -> axum::Router {
         store: facecraft_shared::store::ObjectStore::new(&settings.s3)
             .await
             .unwrap(),
-        auth: crate::auth::Auth::new(&[], &[], 0, 10),
+        auth: crate::auth::Auth::new(&[], &[], None),
         allowed_buckets: vec![settings.s3.bucket.clone()],
         max_upload_bytes: settings.max_upload_bytes,
         streams: crate::events::Streams::new(&settings, tokio::sync::watch::channel(false).1),
@@ -324,6 +324,7 @@ async fn router() -> axum::Router {
         max_batch_size: settings.max_batch_size,
         max_batch_bytes: settings.max_batch_bytes,
         started: std::time::Instant::now(),
+        http_metrics: Arc::default(),
     });
     crate::routes::router(state, &settings, &spec())
 }

@@ -67,6 +67,16 @@ pub(crate) fn router(
             .into_response()
         }))
         .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(
+            state.http_metrics.clone(),
+            crate::http::count_requests,
+        ))
+        .layer(crate::http::compression())
+        .layer(tower::util::option_layer(crate::http::cors(
+            &settings.cors_origins,
+        )))
+        // Outermost: every layer above, and every log line, sees the request's ID.
+        .layer(axum::middleware::from_fn(crate::http::request_ids))
         .with_state(state)
 }
 
@@ -119,12 +129,13 @@ mod tests {
             tenant: "acme".into(),
             key: KEY.into(),
         }];
+        let queue = facecraft_shared::queue::Queue::new(&settings.redis, &settings.queue).unwrap();
         let state = Arc::new(AppState {
-            queue: facecraft_shared::queue::Queue::new(&settings.redis, &settings.queue).unwrap(),
+            queue: queue.clone(),
             store: facecraft_shared::store::ObjectStore::new(&settings.s3)
                 .await
                 .unwrap(),
-            auth: crate::auth::Auth::new(&keys, &[], 1, 1),
+            auth: crate::auth::Auth::new(&keys, &[], crate::ratelimit::Limiter::new(queue, 1, 1)),
             allowed_buckets: vec![settings.s3.bucket.clone()],
             max_upload_bytes: settings.max_upload_bytes,
             streams: crate::events::Streams::new(&settings, tokio::sync::watch::channel(false).1),
@@ -132,6 +143,7 @@ mod tests {
             max_batch_size: settings.max_batch_size,
             max_batch_bytes: settings.max_batch_bytes,
             started: std::time::Instant::now(),
+            http_metrics: Arc::default(),
         });
         router(state, &settings, &utoipa::openapi::OpenApi::default())
     }

@@ -11,6 +11,7 @@
 mod conn;
 mod inspect;
 mod lease;
+mod rate;
 mod submit;
 
 use redis::{AsyncCommands, Script};
@@ -22,6 +23,7 @@ use facecraft_contract::job::JobId;
 
 pub use inspect::{DeadJob, FinishedStats, QueueStats, WorkerInfo};
 pub use lease::{Consumer, Delivery, Start};
+pub use rate::{RateDecision, RateLimit};
 pub use submit::{CancelOutcome, Enqueued, ForgetOutcome, RequeueOutcome};
 
 /// Consumer group every worker joins.
@@ -94,6 +96,10 @@ impl Keys {
     pub fn batch(&self, id: &JobId) -> String {
         format!("{}:batch:{id}", self.prefix)
     }
+    /// A tenant's rate-limit state (GCRA's theoretical arrival time), shared by API replicas.
+    pub fn rate(&self, tenant: &str) -> String {
+        format!("{}:rate:{tenant}", self.prefix)
+    }
 }
 
 /// Reads after an enqueue timed out, each up to the response timeout, before the enqueue is
@@ -115,6 +121,7 @@ struct Scripts {
     cancel: Script,
     requeue: Script,
     promote: Script,
+    rate_limit: Script,
 }
 
 impl Scripts {
@@ -132,6 +139,7 @@ impl Scripts {
             cancel: with_helpers(include_str!("scripts/cancel.lua")),
             requeue: Script::new(include_str!("scripts/requeue.lua")),
             promote: Script::new(include_str!("scripts/promote.lua")),
+            rate_limit: Script::new(include_str!("scripts/rate_limit.lua")),
         }
     }
 }

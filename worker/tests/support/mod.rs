@@ -39,6 +39,8 @@ pub struct Stack {
     pub store: ObjectStore,
     pub s3_proxy: S3Proxy,
     api_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The API's command line, for [`Stack::another_api`].
+    api_args: Vec<String>,
     /// Extra env for worker processes.
     pub worker_env: Vec<(String, String)>,
 }
@@ -122,6 +124,7 @@ impl Stack {
         if let Some(admins) = &opts.admin_tenants {
             args.extend(["--admin-tenants".into(), admins.clone()]);
         }
+        let api_args = args.clone();
         let settings = facecraft_api::Settings::try_parse_from(args).unwrap();
         let queue_settings = QueueSettings {
             lease_timeout_ms: opts.lease_ms,
@@ -180,8 +183,33 @@ impl Stack {
             store,
             s3_proxy,
             api_stop: Some(tx),
+            api_args,
             worker_env,
         }
+    }
+
+    /// Another API process on the same Redis keys and bucket, as a second replica would be.
+    /// `extra` holds `--flag value` pairs that replace the first one's or are added; the
+    /// process stops when the returned guard drops.
+    pub async fn another_api(&self, extra: &[&str]) -> ApiReplica {
+        let mut args = self.api_args.clone();
+        for pair in extra.chunks(2) {
+            let [flag, value] = pair else {
+                panic!("another_api takes --flag value pairs, got {extra:?}")
+            };
+            match args.iter().position(|a| a == flag) {
+                Some(i) => args[i + 1] = (*value).to_owned(),
+                None => args.extend([(*flag).to_owned(), (*value).to_owned()]),
+            }
+        }
+        let settings = facecraft_api::Settings::try_parse_from(args).unwrap();
+        let app = facecraft_api::Application::build(settings).await.unwrap();
+        let url = format!("http://127.0.0.1:{}", app.port());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        }));
+        ApiReplica { url, _stop: tx }
     }
 
     pub fn spawn_worker(&self, name: &str) -> Worker {
@@ -316,6 +344,12 @@ impl Stack {
             Err(e) => panic!("{e}"),
         }
     }
+}
+
+/// An API started by [`Stack::another_api`]; stops when dropped.
+pub struct ApiReplica {
+    pub url: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Drop for Stack {
