@@ -3,6 +3,7 @@
 //! `FACECRAFT_COMPAT_WAIT_SECS`. Unlike the original, failures answer 4xx/5xx, the API key,
 //! upload, rate and backlog limits of `/v1` apply, and `background_r` is red.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,11 +15,11 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use facecraft_contract::job::{
-    Format, JobId, JobParams, JobState, JobStatus, ObjectRef, Preset, QualityPolicy, QualityReport,
-    QualityWarning, Rgb,
+    Format, JobId, JobParams, JobState, JobStatus, ObjectRef, OutputObject, Preset, QualityPolicy,
+    QualityReport, QualityWarning, Rgb,
 };
 use facecraft_contract::ErrorCode;
-use facecraft_shared::queue::{CancelOutcome, ForgetOutcome};
+use facecraft_shared::queue::{CancelOutcome, ForgetOutcome, ModelInfo, WorkerAnnouncement};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -318,6 +319,61 @@ async fn run_one(
     }
 }
 
+/// Where a result is downloaded, and what the old service said about it, in its field names.
+#[derive(Serialize)]
+struct CompatResult {
+    face_detected: bool,
+    face_count: u32,
+    face_position: Option<FacePosition>,
+    output_size: OutputSize,
+    file_size_bytes: u64,
+}
+
+#[derive(Serialize)]
+struct FacePosition {
+    x: i64,
+    y: i64,
+    width: i64,
+    height: i64,
+}
+
+#[derive(Serialize)]
+struct OutputSize {
+    width: u32,
+    height: u32,
+}
+
+/// The main output: the PNG when there is one (the old service's `download_url`), else the JPEG.
+fn main_output(status: &JobStatus) -> Option<&OutputObject> {
+    let outputs = &status.result.as_ref()?.outputs;
+    outputs
+        .iter()
+        .find(|o| o.format == Format::Png)
+        .or_else(|| outputs.iter().find(|o| o.format == Format::Jpg))
+}
+
+fn compat_result(status: &JobStatus) -> Option<CompatResult> {
+    let out = main_output(status)?;
+    let face = status.result.as_ref()?.face.as_ref();
+    // Rounded to whole pixels of the uploaded photo, as the old service reported them.
+    let px = |v: f32| v.round() as i64;
+    Some(CompatResult {
+        face_detected: face.is_some(),
+        face_count: face.map_or(0, |f| f.faces_found),
+        face_position: face.map(|f| FacePosition {
+            x: px(f.bbox.x),
+            y: px(f.bbox.y),
+            width: px(f.bbox.width),
+            height: px(f.bbox.height),
+        }),
+        output_size: OutputSize {
+            width: out.width,
+            height: out.height,
+        },
+        file_size_bytes: out.bytes,
+    })
+}
+
 #[derive(Serialize)]
 struct ProcessResponse {
     success: bool,
@@ -325,6 +381,8 @@ struct ProcessResponse {
     processing_time_ms: u64,
     png_url: Option<String>,
     jpg_url: Option<String>,
+    download_url: Option<String>,
+    result: Option<CompatResult>,
     #[serde(skip_serializing_if = "Option::is_none")]
     png_base64: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -383,6 +441,8 @@ async fn process(
         processing_time_ms: processing_time_ms(&status),
         png_url: png.as_ref().map(|_| download_url(&id, Format::Png)),
         jpg_url: jpg.as_ref().map(|_| download_url(&id, Format::Jpg)),
+        download_url: main_output(&status).map(|o| download_url(&id, o.format)),
+        result: compat_result(&status),
         png_base64: None,
         jpg_base64: None,
         error: None,
@@ -466,6 +526,7 @@ struct BatchItem {
     state: &'static str,
     png_url: Option<String>,
     jpg_url: Option<String>,
+    download_url: Option<String>,
     error: Option<&'static str>,
     error_message: Option<String>,
     /// Facecraft's addition: the portrait's quality report, for a succeeded file.
@@ -502,7 +563,8 @@ async fn batch(
     CompatCaller(Caller { tenant, .. }): CompatCaller,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, CompatError> {
-    let deadline = Instant::now() + state.compat_wait;
+    let started = Instant::now();
+    let deadline = started + state.compat_wait;
     let multipart = multipart.map_err(not_multipart)?;
     let form = submit::read_uploads(
         &state,
@@ -554,6 +616,10 @@ async fn batch(
             state: state_name,
             png_url: url(Format::Png),
             jpg_url: url(Format::Jpg),
+            download_url: status
+                .as_ref()
+                .and_then(main_output)
+                .map(|o| download_url(&entry.id, o.format)),
             error,
             error_message: message,
             quality: status.as_ref().and_then(quality_report),
@@ -567,7 +633,10 @@ async fn batch(
         .count();
     let body = json!({
         "success": waited.done && failed == 0,
+        // The old service's name for the batch's id; `batch_id` is ours.
+        "job_id": created.id,
         "batch_id": created.id,
+        "processing_time_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         "total": items.len(),
         "successful": successful,
         "failed": failed,
@@ -736,14 +805,17 @@ async fn health() -> Json<Value> {
     tag = "compat",
     operation_id = "compat_ready",
     responses(
-        (status = 200, description = "Redis and S3 answer.", body = CompatReady, example = json!({"ready": true, "status": "ready", "redis": "ok", "s3": "ok"})),
-        (status = 503, description = "Redis or S3 does not answer (a readiness report, not an error body).", body = CompatReady, example = json!({"ready": false, "status": "not_ready", "redis": "ok", "s3": "unavailable"})),
+        (status = 200, description = "Redis and S3 answer.", body = CompatReady, example = json!({"ready": true, "models_loaded": true, "status": "ready", "redis": "ok", "s3": "ok"})),
+        (status = 503, description = "Redis or S3 does not answer (a readiness report, not an error body).", body = CompatReady, example = json!({"ready": false, "models_loaded": false, "status": "not_ready", "redis": "ok", "s3": "unavailable"})),
     ),
 )]
 async fn ready(State(state): State<Shared>) -> Response {
-    let r = state.readiness().await;
+    let (r, workers) = tokio::join!(state.readiness(), state.queue.live_workers());
+    // Models live in the workers: loaded when a worker alive now announced any.
+    let models_loaded = workers.is_ok_and(|w| w.iter().any(|w| !w.models.is_empty()));
     let body = json!({
         "ready": r.ok(),
+        "models_loaded": models_loaded,
         "status": if r.ok() { "ready" } else { "not_ready" },
         "redis": Probe::word(r.redis),
         "s3": Probe::word(r.s3),
@@ -759,19 +831,21 @@ async fn ready(State(state): State<Shared>) -> Response {
     operation_id = "compat_status",
     security(("bearer" = []), ("api_key" = [])),
     responses(
-        (status = 200, description = "Version, uptime, workers seen (`XINFO CONSUMERS`), queue figures and the mean processing time of succeeded jobs.", body = Object,
-            example = json!({"status": "ok", "version": "0.1.0", "uptime_seconds": 3600, "workers": {"seen": 2, "active": 2, "consumers": [{"name": "worker-a", "pending": 1, "idle_ms": 120}]}, "queue": {"stream_len": 3, "pending": 1, "delayed": 0, "dead": 0}, "jobs": {"succeeded": 120, "failed": 4, "average_processing_time_ms": 1830}})),
+        (status = 200, description = "Version, uptime, workers seen (`XINFO CONSUMERS`), queue figures, the mean processing time of succeeded jobs, and the old service's `device`, `models` (from the live workers' announcements) and `statistics`.", body = Object,
+            example = json!({"status": "ok", "version": "0.1.0", "uptime_seconds": 3600, "workers": {"seen": 2, "active": 2, "consumers": [{"name": "worker-a", "pending": 1, "idle_ms": 120}]}, "queue": {"stream_len": 3, "pending": 1, "delayed": 0, "dead": 0}, "jobs": {"succeeded": 120, "failed": 4, "average_processing_time_ms": 1830}, "device": {"type": "cpu", "name": "AMD EPYC 7B13", "cuda_version": null}, "models": {"hog": {"loaded": true, "type": "detection"}, "dlib68": {"loaded": true, "type": "landmarks"}, "u2netp": {"loaded": true, "type": "segmentation"}}, "statistics": {"total_processed": 124, "success_rate": 0.9677, "avg_processing_ms": 1830}})),
         (status = 503, description = "Redis unreachable; see `Retry-After`.", body = CompatErrorBody, example = json!({"detail": "queue_unavailable", "message": "a backing service is unavailable; retry later"})),
         CompatAuthErrors,
     ),
 )]
 async fn status(State(state): State<Shared>, _: CompatCaller) -> Result<Json<Value>, CompatError> {
-    let (workers, finished, queue) = tokio::join!(
+    let (workers, finished, queue, live) = tokio::join!(
         state.queue.workers(),
         state.queue.finished_stats(),
-        state.queue.stats()
+        state.queue.stats(),
+        state.queue.live_workers()
     );
-    let (workers, finished, queue) = (workers?, finished?, queue?);
+    let (workers, finished, queue, live) = (workers?, finished?, queue?, live?);
+    let total = finished.succeeded + finished.failed;
     // A living worker reads or renews its lease well within the lease timeout.
     let lease = state.queue.settings().lease_timeout_ms;
     let active = workers.iter().filter(|w| w.idle_ms < lease).count();
@@ -790,7 +864,46 @@ async fn status(State(state): State<Shared>, _: CompatCaller) -> Result<Json<Val
             "failed": finished.failed,
             "average_processing_time_ms": finished.average_ms(),
         },
+        "device": fleet_device(&live),
+        "models": fleet_models(&live),
+        "statistics": {
+            "total_processed": total,
+            // A fraction (0-1) of the jobs that ended succeeded or failed; null before any.
+            "success_rate": (total > 0).then(|| finished.succeeded as f64 / total as f64),
+            "avg_processing_ms": finished.average_ms(),
+        },
     })))
+}
+
+/// The old service's `device`, for a fleet: the device every live worker reports, `mixed` when
+/// they differ (then each worker's is in `devices`), `none` without a live worker.
+fn fleet_device(live: &[WorkerAnnouncement]) -> Value {
+    let Some(first) = live.first() else {
+        return json!({"type": "none", "name": null, "cuda_version": null});
+    };
+    if live.iter().all(|w| w.device == first.device) {
+        return json!(first.device);
+    }
+    json!({
+        "type": "mixed",
+        "name": null,
+        "cuda_version": null,
+        "devices": live
+            .iter()
+            .map(|w| json!({"worker": w.name, "device": w.device}))
+            .collect::<Vec<_>>(),
+    })
+}
+
+/// The old service's `models`: every model a live worker holds, with its role.
+fn fleet_models(live: &[WorkerAnnouncement]) -> Value {
+    let mut models: BTreeMap<&str, &ModelInfo> = BTreeMap::new();
+    for w in live {
+        for (name, info) in &w.models {
+            models.entry(name).or_insert(info);
+        }
+    }
+    json!(models)
 }
 
 #[cfg(test)]

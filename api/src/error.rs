@@ -206,6 +206,8 @@ impl IntoResponse for CompatError {
                 "processing_time_ms": Value::Null,
                 "png_url": Value::Null,
                 "jpg_url": Value::Null,
+                "download_url": Value::Null,
+                "result": Value::Null,
                 "error": e.code.as_str(),
                 "error_message": message,
                 "detail": e.code.as_str(),

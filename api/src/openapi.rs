@@ -19,8 +19,9 @@ use utoipa::{Modify, OpenApi};
 
 use crate::schema::{
     BatchCreated, BatchCreatedJob, BatchRequestDoc, BatchUpload, CompatBatchItem,
-    CompatBatchResult, CompatErrorBody, CompatReady, DeadJob, DeadList, ErrorBody, Health,
-    JobUpload, ProcessResult, ProcessUpload, QuickUpload, Readiness,
+    CompatBatchResult, CompatErrorBody, CompatFacePosition, CompatOutputSize, CompatProcessDetails,
+    CompatReady, DeadJob, DeadList, ErrorBody, Health, JobUpload, ProcessResult, ProcessUpload,
+    QuickUpload, Readiness,
 };
 
 /// HTTP status (or what happens to the job) and meaning of every error code; the `match` has
@@ -155,7 +156,8 @@ else's job id answers 404.",
         SegmentationModel, Preset, QualityPolicy, QualityReport, QualityWarning, JobUpload,
         DeadList, DeadJob, Health, Readiness, CompatErrorBody, ProcessResult, ProcessUpload,
         QuickUpload, BatchUpload, CompatBatchResult, CompatBatchItem, CompatReady,
-        BatchRequestDoc, BatchCreated, BatchCreatedJob,
+        CompatProcessDetails, CompatFacePosition, CompatOutputSize, BatchRequestDoc, BatchCreated,
+        BatchCreatedJob,
     )),
     modifiers(&Security, &ErrorCodes),
     tags(

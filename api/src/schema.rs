@@ -122,6 +122,10 @@ pub(crate) struct ProcessResult {
     processing_time_ms: Option<u64>,
     png_url: Option<String>,
     jpg_url: Option<String>,
+    /// The main result (the PNG, else the JPEG) on this API.
+    download_url: Option<String>,
+    /// What the old service reported about the result; `null` on failures.
+    result: Option<CompatProcessDetails>,
     /// With `return_base64=true`.
     png_base64: Option<String>,
     jpg_base64: Option<String>,
@@ -137,6 +141,37 @@ pub(crate) struct ProcessResult {
     warnings: Option<Vec<QualityWarning>>,
     /// Facecraft's addition, on failures: the request's `X-Request-Id`.
     request_id: Option<String>,
+}
+
+/// The face and the main result of a `POST /api/v1/process`, in the old service's fields.
+#[derive(ToSchema)]
+#[schema(as = CompatProcessResult)]
+#[allow(dead_code)]
+pub(crate) struct CompatProcessDetails {
+    face_detected: bool,
+    /// Faces found in the photo.
+    face_count: u32,
+    /// The face's box in the uploaded photo's pixels.
+    face_position: Option<CompatFacePosition>,
+    output_size: CompatOutputSize,
+    /// Bytes of the main result.
+    file_size_bytes: u64,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct CompatFacePosition {
+    x: i64,
+    y: i64,
+    width: i64,
+    height: i64,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct CompatOutputSize {
+    width: u32,
+    height: u32,
 }
 
 /// Form of `POST /api/v1/process` (the Python service's field names and defaults).
@@ -207,8 +242,13 @@ pub(crate) struct BatchUpload {
 #[allow(dead_code)]
 pub(crate) struct CompatBatchResult {
     success: bool,
+    /// The old service's name for the batch's id (the same value as `batch_id`).
+    #[schema(format = "uuid")]
+    job_id: String,
     #[schema(format = "uuid")]
     batch_id: String,
+    /// From the request's arrival to this answer.
+    processing_time_ms: u64,
     total: usize,
     successful: usize,
     failed: usize,
@@ -226,6 +266,8 @@ pub(crate) struct CompatBatchItem {
     state: JobState,
     png_url: Option<String>,
     jpg_url: Option<String>,
+    /// The main result (the PNG, else the JPEG) on this API.
+    download_url: Option<String>,
     error: Option<ErrorCode>,
     error_message: Option<String>,
     /// Facecraft's addition, for a succeeded file: the portrait's quality report.
@@ -239,6 +281,9 @@ pub(crate) struct CompatBatchItem {
 #[allow(dead_code)]
 pub(crate) struct CompatReady {
     ready: bool,
+    /// Whether a worker alive now has announced its models (workers may scale from zero, so
+    /// `ready` does not wait for this).
+    models_loaded: bool,
     #[schema(example = "ready")]
     status: String,
     #[schema(example = "ok")]

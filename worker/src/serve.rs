@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use facecraft_contract::error::{ErrorCode, JobError};
 use facecraft_contract::job::JobState;
-use facecraft_shared::queue::{Consumer, Delivery, Queue, QueueError, Start};
+use facecraft_shared::queue::{
+    Consumer, Delivery, DeviceInfo, ModelInfo, Queue, QueueError, Start, WorkerAnnouncement,
+};
 use facecraft_shared::store::ObjectStore;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -36,7 +38,8 @@ where
         .validate()
         .map_err(anyhow::Error::msg)
         .context("invalid configuration")?;
-    let queue = Queue::new(&settings.redis, &settings.queue).context("building the redis pool")?;
+    let queue =
+        Queue::new(&settings.redis, &settings.queue).context("setting up the redis connections")?;
     let store = ObjectStore::new(&settings.s3)
         .await
         .context("building the S3 client")?;
@@ -83,6 +86,7 @@ where
     );
 
     let renewer = tokio::spawn(renew_leases(ctx.clone()));
+    let announcer = tokio::spawn(keep_announcing(ctx.clone(), announcement(&ctx)));
     let permits = Arc::new(Semaphore::new(concurrency));
     let mut tasks = JoinSet::new();
     let mut last_reap: Option<Instant> = None;
@@ -158,6 +162,10 @@ where
         }
     }
     renewer.abort();
+    announcer.abort();
+    if let Err(e) = ctx.queue.retire(&ctx.name).await {
+        tracing::debug!(error = %e, "withdrawing the announcement failed; it expires by itself");
+    }
     if let Some(task) = metrics_server {
         task.abort();
     }
@@ -259,6 +267,70 @@ async fn renew_leases(ctx: Arc<Ctx>) {
         if let Err(e) = ctx.queue.renew(&ctx.name, &entries).await {
             tracing::warn!(error = %e, entries = entries.len(), "lease renewal failed");
         }
+    }
+}
+
+/// How often a worker refreshes its announcement; it expires after three missed refreshes.
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(10);
+
+/// What this worker tells the API about itself (`/status`'s device and models).
+fn announcement(ctx: &Ctx) -> WorkerAnnouncement {
+    let models = ctx
+        .engines
+        .models()
+        .into_iter()
+        .map(|(name, role)| {
+            (
+                name.to_owned(),
+                ModelInfo {
+                    loaded: true,
+                    kind: role.to_owned(),
+                },
+            )
+        })
+        .collect();
+    WorkerAnnouncement {
+        name: ctx.name.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        device: device(),
+        models,
+        concurrency: ctx.settings.concurrency(),
+    }
+}
+
+/// The device the engines run on. A CUDA build asks ONNX Runtime for CUDA, which falls back to
+/// the CPU without saying so: such a worker reports `cuda_requested`, not `cuda`.
+fn device() -> DeviceInfo {
+    let cpu_name = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_owned())
+    });
+    DeviceInfo {
+        kind: if cfg!(feature = "cuda") {
+            "cuda_requested"
+        } else {
+            "cpu"
+        }
+        .to_owned(),
+        name: cpu_name,
+        cuda_version: None,
+    }
+}
+
+async fn keep_announcing(ctx: Arc<Ctx>, me: WorkerAnnouncement) {
+    let mut failing = false;
+    loop {
+        match ctx.queue.announce(&me, ANNOUNCE_EVERY * 3).await {
+            Ok(()) => failing = false,
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "announcing this worker failed; retrying");
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(ANNOUNCE_EVERY).await;
     }
 }
 

@@ -880,3 +880,151 @@ async fn presets_quality_reports_and_strict_failures_on_the_old_paths() {
     );
     assert_eq!(stack.queue.stats().await.unwrap().stream_len, queued);
 }
+
+/// The Python service's response models, written out as JSON Schema in `docs/compat-schemas/`.
+fn schema(name: &str) -> jsonschema::Validator {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs/compat-schemas")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap()
+}
+
+#[track_caller]
+fn conforms(schema_file: &str, body: &Value) {
+    let v = schema(schema_file);
+    let errors: Vec<String> = v
+        .iter_errors(body)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{schema_file}: {errors:#?}\n{body:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_match_the_python_service_schemas() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let worker = stack.spawn_worker("w1");
+
+    // Success, with the old service's `result` and `download_url`.
+    let (code, _, ok) = send(
+        stack
+            .http
+            .post(stack.url("/api/v1/process"))
+            .multipart(form(
+                "file",
+                astronaut(),
+                &[("width", "300"), ("height", "400")],
+            )),
+    )
+    .await;
+    assert_eq!(code, 200, "{ok:#}");
+    conforms("process_response.json", &ok);
+    let id = ok["job_id"].as_str().unwrap();
+    assert_eq!(ok["download_url"], format!("/api/v1/download/{id}/png"));
+    let result = &ok["result"];
+    assert_eq!(result["face_detected"], true);
+    assert_eq!(result["face_count"], 1);
+    assert_eq!(
+        result["output_size"],
+        serde_json::json!({"width": 300, "height": 400})
+    );
+    let face = &result["face_position"];
+    assert!(face["width"].as_i64().unwrap() > 50, "{face}");
+    // The size is the PNG's, as downloaded.
+    let (_, _, png) = get_bytes(
+        &stack.http,
+        &stack.url(&format!("/api/v1/download/{id}/png")),
+        None,
+    )
+    .await;
+    assert_eq!(result["file_size_bytes"].as_u64(), Some(png.len() as u64));
+
+    // Failures keep the shape: by input (a job ran) and by a bad field (none did).
+    let (code, _, no_face) = send(
+        stack
+            .http
+            .post(stack.url("/api/v1/process"))
+            .multipart(form("file", flat_png(400, 400, [120, 130, 140]), &[])),
+    )
+    .await;
+    assert_eq!(code, 400, "{no_face:#}");
+    conforms("process_response.json", &no_face);
+    assert!(no_face["result"].is_null() && no_face["download_url"].is_null());
+    let (code, _, bad) = send(
+        stack
+            .http
+            .post(stack.url("/api/v1/process"))
+            .multipart(form("file", astronaut(), &[("face_margin", "9")])),
+    )
+    .await;
+    assert_eq!(code, 400, "{bad:#}");
+    conforms("process_response.json", &bad);
+
+    // A batch of one good and one broken file.
+    let f = Form::new()
+        .part("files", Part::bytes(astronaut()).file_name("eileen.png"))
+        .part(
+            "files",
+            Part::bytes(b"GIF89a broken".to_vec()).file_name("broken.gif"),
+        );
+    let (code, _, batch) = send(
+        stack
+            .http
+            .post(stack.url("/api/v1/process/batch"))
+            .multipart(f),
+    )
+    .await;
+    assert_eq!(code, 200, "{batch:#}");
+    conforms("batch_response.json", &batch);
+    assert_eq!(batch["job_id"], batch["batch_id"]);
+    let items = batch["results"].as_array().unwrap();
+    assert!(
+        items[0]["download_url"].as_str().unwrap().ends_with("/png"),
+        "{batch:#}"
+    );
+    assert!(items[1]["download_url"].is_null() && items[1]["success"] == false);
+
+    // The FastAPI error shape of the other routes.
+    let (code, _, missing) = send(
+        stack
+            .http
+            .get(stack.url("/api/v1/download/0190a5a0-0000-7000-8000-000000000000/png")),
+    )
+    .await;
+    assert_eq!(code, 404);
+    conforms("error_response.json", &missing);
+
+    // Probes and status, with the live worker's device and models; counters from the jobs above.
+    let (_, _, health) = send(stack.http.get(stack.url("/health"))).await;
+    conforms("health_response.json", &health);
+    let (code, _, ready) = send(stack.http.get(stack.url("/ready"))).await;
+    assert_eq!(code, 200);
+    conforms("ready_response.json", &ready);
+    assert_eq!(ready["models_loaded"], true, "{ready:#}");
+    let (code, _, status) = send(stack.http.get(stack.url("/status"))).await;
+    assert_eq!(code, 200);
+    conforms("status_response.json", &status);
+    assert_eq!(status["device"]["type"], "cpu", "{status:#}");
+    let models = status["models"].as_object().unwrap();
+    assert!(
+        models.values().any(|m| m["type"] == "detection")
+            && models.values().any(|m| m["type"] == "segmentation"),
+        "{status:#}"
+    );
+    let stats = &status["statistics"];
+    // Succeeded: the process and the batch's good file; failed: no face and the broken file.
+    assert_eq!(stats["total_processed"], 4, "{status:#}");
+    assert_eq!(stats["success_rate"], 0.5, "{status:#}");
+    assert!(stats["avg_processing_ms"].as_f64().unwrap() > 0.0);
+
+    // A worker that stops withdraws its announcement: no models, no device. (One killed
+    // outright is forgotten when its announcement expires, 30 s later.)
+    let mut worker = worker;
+    worker.sigterm();
+    assert!(worker.wait_exit(LONG).await.success());
+    let (_, _, ready) = send(stack.http.get(stack.url("/ready"))).await;
+    assert_eq!(ready["models_loaded"], false, "{ready:#}");
+    let (_, _, status) = send(stack.http.get(stack.url("/status"))).await;
+    conforms("status_response.json", &status);
+    assert_eq!(status["device"]["type"], "none");
+}

@@ -189,6 +189,18 @@ impl std::fmt::Debug for Engines {
 }
 
 impl Engines {
+    /// The models held, as `(engine name, role)`; the role is `detection`, `landmarks` or
+    /// `segmentation`.
+    pub fn models(&self) -> Vec<(&'static str, &'static str)> {
+        let detectors = self.detectors.iter().map(|(_, d)| (d.name(), "detection"));
+        let landmarks = self.landmarker.iter().map(|l| (l.name(), "landmarks"));
+        let segmenters = self
+            .segmenters
+            .iter()
+            .map(|(_, s)| (s.name(), "segmentation"));
+        detectors.chain(landmarks).chain(segmenters).collect()
+    }
+
     /// Loads every configured model; the first missing or broken file is the error.
     pub fn load(s: &EngineSettings) -> Result<Self, EngineError> {
         s.validate().map_err(EngineError::NotLoaded)?;

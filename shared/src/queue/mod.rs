@@ -8,6 +8,7 @@
 //! split by role: `submit` (what the API does to a job), `lease` (what a worker does with a
 //! delivery) and `inspect` (read-only views for the API, metrics and operators).
 
+mod announce;
 mod conn;
 mod inspect;
 mod lease;
@@ -21,6 +22,7 @@ use crate::config::{QueueSettings, RedisSettings};
 use facecraft_contract::error::ErrorCode;
 use facecraft_contract::job::JobId;
 
+pub use announce::{DeviceInfo, ModelInfo, WorkerAnnouncement};
 pub use inspect::{DeadJob, FinishedStats, QueueStats, WorkerInfo};
 pub use lease::{Consumer, Delivery, Start};
 pub use rate::{RateDecision, RateLimit};
@@ -95,6 +97,14 @@ impl Keys {
     }
     pub fn batch(&self, id: &JobId) -> String {
         format!("{}:batch:{id}", self.prefix)
+    }
+    /// A worker's announcement (device, models), expiring unless refreshed.
+    pub fn worker(&self, name: &str) -> String {
+        format!("{}:worker:{name}", self.prefix)
+    }
+    /// Names of announced workers, scored by when their announcement expires.
+    pub fn workers(&self) -> String {
+        format!("{}:workers", self.prefix)
     }
     /// A tenant's rate-limit state (GCRA's theoretical arrival time), shared by API replicas.
     pub fn rate(&self, tenant: &str) -> String {
