@@ -1,5 +1,6 @@
-# facecraft-api: the HTTP front (no models, no native libraries). Runtime: debian:bookworm-slim
-# with the binary, CA certificates and tini, as an unprivileged user.
+# facecraft-api: the HTTP front (no models, no dlib, no ONNX Runtime). Runtime: distroless cc
+# (glibc, libgcc, CA certificates; no shell, no package manager) with the binary, tini and a
+# static busybox for the healthcheck, as an unprivileged user.
 #
 #   docker buildx bake -f docker-bake.hcl api    # tags and arguments: docker-bake.hcl
 #   docker build -f docker/api.Dockerfile .       # the same, untagged
@@ -7,10 +8,15 @@
 # BINARY_SOURCE=prebuilt copies target/release/facecraft-api instead of compiling it (builds
 # without a registry, such as scripts/compose-smoke); build it on Debian 12 first, for the same
 # glibc: `cargo build --release --locked -p facecraft-api`.
+# RUST_IMAGE, DEBIAN_IMAGE, DISTROLESS_IMAGE: the base images; docker-bake.hcl pins them by
+# digest (BASE_IMAGES), the defaults here are the bare tags.
 ARG BINARY_SOURCE=builder
+ARG RUST_IMAGE=docker.io/library/rust:1.95.0-slim-bookworm
+ARG DEBIAN_IMAGE=docker.io/library/debian:bookworm-slim
+ARG DISTROLESS_IMAGE=gcr.io/distroless/cc-debian12:latest
 
 # ---- builder: cargo-chef caches the dependency build in its own layer ----
-FROM docker.io/library/rust:1.95.0-slim-bookworm AS chef
+FROM ${RUST_IMAGE} AS chef
 ARG CARGO_CHEF_VERSION=0.1.78
 RUN cargo install cargo-chef --locked --version "${CARGO_CHEF_VERSION}" \
     && rm -rf "${CARGO_HOME}/registry" "${CARGO_HOME}/git"
@@ -51,28 +57,39 @@ COPY target/release/facecraft-api /out/facecraft-api
 # hadolint ignore=DL3006
 FROM binary-${BINARY_SOURCE} AS binary
 
-# ---- runtime ----
-FROM docker.io/library/debian:bookworm-slim AS runtime
+# ---- runtime tools: what the distroless base lacks, as static binaries ----
+FROM ${DEBIAN_IMAGE} AS runtime-tools
+# busybox for the healthcheck's HTTP request (no bash, no curl in distroless); tini-static to
+# forward signals and reap as PID 1. Both static: the runtime has nothing for them to link.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates tini \
-    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb /var/log/apt /var/log/dpkg.log \
-    && groupadd --system --gid 10001 facecraft \
-    && useradd --system --uid 10001 --gid facecraft --home-dir /nonexistent --no-create-home \
-        --shell /usr/sbin/nologin facecraft
+    && apt-get install -y --no-install-recommends busybox-static tini \
+    && install -D -m 0755 /bin/busybox /out/busybox \
+    && install -D -m 0755 /usr/bin/tini-static /out/tini \
+    && rm -rf /var/lib/apt/lists/*
+
+# ---- runtime ----
+# distroless cc, not debian:bookworm-slim (77.6 MB unpacked alone): the api links only glibc
+# and libgcc_s, and its image stays under its 60 MB goal.
+FROM ${DISTROLESS_IMAGE} AS runtime
+COPY --from=runtime-tools /out/tini /usr/bin/tini
+COPY --from=runtime-tools /out/busybox /usr/local/bin/busybox
 COPY --from=binary /out/facecraft-api /usr/local/bin/facecraft-api
 
 # Listen on every interface inside the container (the binary's own default is 127.0.0.1:8080).
 ENV FACECRAFT_API_ADDR=0.0.0.0:8080 \
     FACECRAFT_LOG_FORMAT=json
+# A numeric user: the same uid 10001 as the worker images and deploy/ (distroless's own
+# `nonroot` is 65532).
 USER 10001:10001
 EXPOSE 8080
-# Liveness through bash's /dev/tcp (the image has no curl); port from FACECRAFT_API_ADDR.
+# Liveness through busybox's wget (exits 1 on any status but 2xx); port from FACECRAFT_API_ADDR.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-    CMD ["bash", "-c", "exec 3<>\"/dev/tcp/127.0.0.1/${FACECRAFT_API_ADDR##*:}\" && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && read -r _ code _ <&3 && [ \"$code\" = 200 ]"]
+    CMD ["/usr/local/bin/busybox", "sh", "-c", "exec /usr/local/bin/busybox wget -q -O /dev/null \"http://127.0.0.1:${FACECRAFT_API_ADDR##*:}/healthz\""]
 # tini reaps and forwards SIGTERM; the api then drains open requests (FACECRAFT_SHUTDOWN_TIMEOUT_SECS).
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/facecraft-api"]
 
+ARG DISTROLESS_IMAGE
 ARG VERSION=dev
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="facecraft-api" \
@@ -80,4 +97,4 @@ LABEL org.opencontainers.image.title="facecraft-api" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.base.name="docker.io/library/debian:bookworm-slim"
+      org.opencontainers.image.base.name="${DISTROLESS_IMAGE}"

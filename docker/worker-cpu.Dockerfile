@@ -12,11 +12,15 @@
 #   BINARY_SOURCE=builder|prebuilt  compile in the builder stage, or copy
 #       target/release/facecraft-worker built on Debian 12 (`cargo build --release --locked
 #       -p facecraft-worker`, with libdlib-dev 19.24 as on the runtime image)
+#   RUST_IMAGE, DEBIAN_IMAGE   the base images; docker-bake.hcl pins them by digest
+#       (BASE_IMAGES), the defaults here are the bare tags
 ARG BINARY_SOURCE=builder
 ARG MODELS_SOURCE=upstream
+ARG RUST_IMAGE=docker.io/library/rust:1.95.0-slim-bookworm
+ARG DEBIAN_IMAGE=docker.io/library/debian:bookworm-slim
 
 # ---- builder: cargo-chef caches the dependency build (dlib's C++ included) in its own layer ----
-FROM docker.io/library/rust:1.95.0-slim-bookworm AS chef
+FROM ${RUST_IMAGE} AS chef
 # g++ for dlib-face-recognition's inline C++; dlib, OpenBLAS and LAPACK to link against.
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -60,7 +64,7 @@ COPY target/release/facecraft-worker /out/facecraft-worker
 FROM binary-${BINARY_SOURCE} AS binary
 
 # ---- models: docker/models.sh picks the files the settings ask for and checks their SHA-256 ----
-FROM docker.io/library/debian:bookworm-slim AS models-upstream
+FROM ${DEBIAN_IMAGE} AS models-upstream
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl bzip2 unzip python3 python3-pip \
@@ -70,7 +74,7 @@ ARG FACECRAFT_SEGMENTATION_MODELS=u2netp
 COPY docker/models.sh /usr/local/bin/models.sh
 RUN ORT_PACKAGE=onnxruntime models.sh upstream /models
 
-FROM docker.io/library/debian:bookworm-slim AS models-local
+FROM ${DEBIAN_IMAGE} AS models-local
 ARG FACECRAFT_DETECTORS=hog,cnn,retinaface
 ARG FACECRAFT_SEGMENTATION_MODELS=u2netp
 COPY docker/models.sh /usr/local/bin/models.sh
@@ -81,7 +85,7 @@ RUN ORT_PACKAGE=onnxruntime models.sh local /src/models /models
 FROM models-${MODELS_SOURCE} AS models
 
 # ---- runtime ----
-FROM docker.io/library/debian:bookworm-slim AS runtime
+FROM ${DEBIAN_IMAGE} AS runtime
 # libdlib19.1 pulls in libdlib-data, whose only file is the 68-point landmark model (97 MB,
 # trained on data that excludes commercial use): dpkg leaves that file out. The worker links
 # libopenblas.so.0 itself; the pthread build provides BLAS/LAPACK for dlib as well.
@@ -120,6 +124,7 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/facecraft-worker"]
 CMD ["serve"]
 
+ARG DEBIAN_IMAGE
 ARG VERSION=dev
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="facecraft-worker (CPU)" \
@@ -127,4 +132,4 @@ LABEL org.opencontainers.image.title="facecraft-worker (CPU)" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.base.name="docker.io/library/debian:bookworm-slim"
+      org.opencontainers.image.base.name="${DEBIAN_IMAGE}"

@@ -6,16 +6,20 @@
 #   docker buildx bake -f docker-bake.hcl worker-gpu    # tags and arguments: docker-bake.hcl
 #
 # Build arguments as in worker-cpu.Dockerfile, plus CARGO_FEATURES: extra features of
-# facecraft-worker to compile in (for a GPU-only engine, e.g. a future `cuda`).
+# facecraft-worker to compile in (for a GPU-only engine, e.g. a future `cuda`). Base images:
+# UBUNTU_IMAGE, DEBIAN_IMAGE, CUDA_IMAGE, pinned by digest in docker-bake.hcl (BASE_IMAGES).
 # The builder is plain Ubuntu 24.04, the runtime's own distribution (glibc, libdlib): nothing
 # here compiles CUDA code, ONNX Runtime is loaded at run time, so a CUDA devel image would only
 # add gigabytes. A builder that links CUDA (tch) would start from
 # nvidia/cuda:13.0.2-cudnn-devel-ubuntu24.04 instead.
 ARG BINARY_SOURCE=builder
 ARG MODELS_SOURCE=upstream
+ARG UBUNTU_IMAGE=docker.io/library/ubuntu:24.04
+ARG DEBIAN_IMAGE=docker.io/library/debian:bookworm-slim
+ARG CUDA_IMAGE=docker.io/nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04
 
 # ---- builder ----
-FROM docker.io/library/ubuntu:24.04 AS chef
+FROM ${UBUNTU_IMAGE} AS chef
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -70,7 +74,7 @@ COPY target/release/facecraft-worker /out/facecraft-worker
 FROM binary-${BINARY_SOURCE} AS binary
 
 # ---- models (see docker/models.sh), with ONNX Runtime's GPU build ----
-FROM docker.io/library/debian:bookworm-slim AS models-upstream
+FROM ${DEBIAN_IMAGE} AS models-upstream
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl bzip2 unzip python3 python3-pip \
@@ -80,7 +84,7 @@ ARG FACECRAFT_SEGMENTATION_MODELS=u2netp
 COPY docker/models.sh /usr/local/bin/models.sh
 RUN ORT_PACKAGE=onnxruntime-gpu models.sh upstream /models
 
-FROM docker.io/library/debian:bookworm-slim AS models-local
+FROM ${DEBIAN_IMAGE} AS models-local
 ARG FACECRAFT_DETECTORS=hog,cnn,retinaface
 ARG FACECRAFT_SEGMENTATION_MODELS=u2netp
 COPY docker/models.sh /usr/local/bin/models.sh
@@ -91,7 +95,7 @@ RUN ORT_PACKAGE=onnxruntime-gpu models.sh local /src/models /models
 FROM models-${MODELS_SOURCE} AS models
 
 # ---- runtime: CUDA 13.0 + cuDNN 9 libraries, no compilers ----
-FROM docker.io/nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04 AS runtime
+FROM ${CUDA_IMAGE} AS runtime
 # See worker-cpu.Dockerfile for the dlib data exclusion.
 # hadolint ignore=DL3008
 RUN echo 'path-exclude=/usr/share/dlib/*' >/etc/dpkg/dpkg.cfg.d/facecraft-no-dlib-data \
@@ -125,6 +129,7 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/facecraft-worker"]
 CMD ["serve"]
 
+ARG CUDA_IMAGE
 ARG VERSION=dev
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="facecraft-worker (GPU)" \
@@ -132,4 +137,4 @@ LABEL org.opencontainers.image.title="facecraft-worker (GPU)" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.base.name="docker.io/nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04"
+      org.opencontainers.image.base.name="${CUDA_IMAGE}"
