@@ -190,6 +190,8 @@ struct Created {
             example = json!({"error": "input object facecraft/inbox/a.jpg does not exist", "code": "input_not_found"})),
         (status = 413, description = "Body over `FACECRAFT_MAX_BATCH_BYTES`.", body = ErrorBody,
             example = json!({"error": "request body is over the size limit", "code": "payload_too_large"})),
+        (status = 403, description = "A bucket that `FACECRAFT_ALLOWED_BUCKETS` does not list.", body = ErrorBody,
+            example = json!({"error": "bucket `other` is not allowed", "code": "invalid_request"})),
         AuthErrors, BatchUnavailable,
     ),
 )]
@@ -209,10 +211,7 @@ async fn create_batch(
         let body = Bytes::from_request(req, &())
             .await
             .map_err(|e| submit::body_error(e.status(), e.body_text()))?;
-        let value: Value =
-            serde_json::from_slice(&body).map_err(|e| invalid(format!("malformed JSON: {e}")))?;
-        let r: BatchRequest =
-            serde_json::from_value(value).map_err(|e| invalid_params(e.to_string()))?;
+        let r: BatchRequest = submit::parse_json(&body)?;
         submit::validate_params(&r.params)?;
         if r.inputs.is_empty() || r.inputs.len() > max {
             return Err(invalid(format!("a batch holds 1-{max} inputs")));
@@ -417,7 +416,7 @@ struct ZipQuery {
     security(("bearer" = []), ("api_key" = [])),
     params(
         ("id" = String, Path, description = "Batch id", example = "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b"),
-        ("formats" = Option<String>, Query, description = "`png`, `jpg` or `png,jpg` (default: every stored format)", example = "png"),
+        ("formats" = Option<String>, Query, description = "`png`, `jpg` (or `jpeg`), or both comma-separated, e.g. `png,jpg` (default, or empty: every stored format)", example = "png", pattern = "^((png|jpg|jpeg)(,(png|jpg|jpeg))*)?$"),
     ),
     responses(
         (status = 200, description = "A zip of the succeeded jobs' results.", content_type = "application/zip", body = Vec<u8>),
@@ -427,6 +426,8 @@ struct ZipQuery {
             example = json!({"error": "the archive would be over the limit", "code": "archive_too_large"})),
         (status = 404, description = "No such batch, or another tenant's.", body = ErrorBody,
             example = json!({"error": "batch not found", "code": "not_found"})),
+        (status = 409, description = "No job of the batch has succeeded (yet): nothing to zip.", body = ErrorBody,
+            example = json!({"error": "no job of this batch has succeeded (yet)", "code": "conflict"})),
         AuthErrors, BatchUnavailable,
     ),
 )]
@@ -441,7 +442,7 @@ async fn get_zip(
         Some(list) => list
             .split(',')
             .map(|f| {
-                Format::from_extension(f.trim())
+                Format::from_extension(f)
                     .ok_or_else(|| invalid_params(format!("unknown format `{f}`")))
             })
             .collect::<Result<_, _>>()?,

@@ -79,7 +79,7 @@ impl Streams {
     security(("bearer" = []), ("api_key" = [])),
     params(("id" = String, Path, description = "Job id (UUIDv7)", example = "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b")),
     responses(
-        (status = 200, description = "The event stream.", content_type = "text/event-stream", body = String,
+        (status = 200, description = "The event stream.", content_type = "text/event-stream", body = crate::schema::JobEvent,
             example = "event: status\ndata: {\"id\":\"0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b\",\"state\":\"running\",\"progress\":{\"stage\":\"segment\",\"percent\":50}}\n\n"),
         (status = 404, description = "No such job, or another tenant's.", body = ErrorBody,
             example = json!({"error": "job not found", "code": "not_found"})),

@@ -1,14 +1,17 @@
 //! What every request goes through besides its route: a request ID (`x-request-id`, accepted
-//! or made, echoed, in every log line of the request and in every error body), HTTP metrics per
-//! route, CORS for the configured origins, and compression of large JSON and text answers.
+//! or made, echoed, in every log line of the request and in every error body), JSON for every
+//! error (extractor rejections included), HTTP metrics per route, CORS for the configured
+//! origins, and compression of large JSON and text answers.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
+use axum::response::IntoResponse;
 use axum::response::Response;
+use facecraft_contract::ErrorCode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -17,6 +20,8 @@ use tower_http::compression::predicate::{Predicate, SizeAbove};
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::Instrument;
+
+use crate::error::{ApiError, CompatError};
 
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -53,6 +58,71 @@ pub(crate) async fn request_ids(mut req: Request, next: Next) -> Response {
     let mut resp = REQUEST_ID.scope(id, next.run(req).instrument(span)).await;
     resp.headers_mut().insert(X_REQUEST_ID, value);
     resp
+}
+
+/// Middleware: error answers that are not JSON (axum's extractor rejections are plain text, a
+/// timeout has no body at all) become the route family's JSON error, so that every error a
+/// client sees has a stable `code`. Other headers (`Retry-After`, `Allow`) are kept.
+pub(crate) async fn json_errors(req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let content_type = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    let plain = match content_type.as_deref() {
+        None => true,
+        Some(ct) => ct.starts_with("text/plain"),
+    };
+    if !plain {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    // Rejection texts are a line or two; anything longer is cut, not buffered whole.
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let code = match status {
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => ErrorCode::Timeout,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,
+        s if s.is_server_error() => ErrorCode::Internal,
+        _ => ErrorCode::InvalidRequest,
+    };
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase()
+    } else {
+        text
+    };
+    let error = ApiError::new(status, code, message);
+    let mut json = if path == "/api/v1/process" {
+        CompatError::from(error).process().into_response()
+    } else if path.starts_with("/api/") || matches!(path.as_str(), "/status" | "/ready" | "/health")
+    {
+        CompatError::from(error).into_response()
+    } else {
+        error.into_response()
+    };
+    parts.headers.remove(header::CONTENT_TYPE);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    for (name, value) in parts.headers {
+        if let Some(name) = name {
+            json.headers_mut().entry(name).or_insert(value);
+        }
+    }
+    json
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

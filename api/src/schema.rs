@@ -5,8 +5,7 @@
 //! The `#[allow(dead_code)]` structs are never built; they exist for their `ToSchema` derive.
 
 use facecraft_contract::job::{
-    JobParams, JobState, ObjectRef, OutputSpec, Preset, QualityPolicy, QualityReport,
-    QualityWarning,
+    JobParams, JobState, ObjectRef, Preset, QualityPolicy, QualityReport, QualityWarning,
 };
 use facecraft_contract::{ErrorCode, JobError};
 use serde::Serialize;
@@ -28,26 +27,41 @@ pub(crate) struct ErrorBody {
 /// `params` JSON object or as single fields (`width=600`, `background=#ffffff`, ...); single
 /// fields win over `params`.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub(crate) struct JobUpload {
     /// The photo (JPEG, PNG, WebP, GIF, BMP or TIFF). The field may also be named `file`.
-    #[schema(value_type = String, format = Binary)]
+    #[schema(value_type = String, format = Binary, min_length = 1)]
     image: Vec<u8>,
     /// Portrait parameters as a JSON object, e.g. `{"width": 600, "height": 800}`.
-    #[schema(example = r#"{"width": 600, "height": 800}"#)]
-    params: Option<String>,
+    #[schema(example = json!({"width": 600, "height": 800}), nullable = false)]
+    params: Option<JobParams>,
     /// Same as the `Idempotency-Key` header.
+    #[schema(nullable = false, pattern = "^[!-~]{1,128}$")]
     idempotency_key: Option<String>,
     /// Any field of `JobParams` may also be sent as a form field of its own.
-    #[schema(example = 600)]
+    #[schema(example = 600, nullable = false, minimum = 16, maximum = 4096)]
     width: Option<u32>,
-    #[schema(example = 800)]
+    #[schema(example = 800, nullable = false, minimum = 16, maximum = 4096)]
     height: Option<u32>,
-    #[schema(example = "#ffffff")]
+    #[schema(schema_with = rgb_text, required = false)]
     background: Option<String>,
     /// A named standard (`ad`, `passport`, `us_visa`, `badge`) whose values stand in for every
     /// parameter not given.
+    #[schema(nullable = false)]
     preset: Option<Preset>,
+}
+
+/// One server-sent event of `GET /v1/jobs/{id}/events`, as its fields.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct JobEvent {
+    /// Always `status`.
+    #[schema(example = "status", pattern = "^status$")]
+    event: String,
+    /// The job's status record (`JobStatus`) as JSON.
+    #[schema(content_media_type = "application/json")]
+    data: String,
 }
 
 /// Response of `GET /v1/dead`.
@@ -176,64 +190,71 @@ pub(crate) struct CompatOutputSize {
 
 /// Form of `POST /api/v1/process` (the Python service's field names and defaults).
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub(crate) struct ProcessUpload {
     /// The photo (`image` is accepted too).
-    #[schema(value_type = String, format = Binary)]
+    #[schema(value_type = String, format = Binary, min_length = 1)]
     file: Vec<u8>,
-    #[schema(example = 648)]
+    #[schema(example = 648, nullable = false, minimum = 16, maximum = 4096)]
     width: Option<u32>,
-    #[schema(example = 648)]
+    #[schema(example = 648, nullable = false, minimum = 16, maximum = 4096)]
     height: Option<u32>,
-    #[schema(example = 240)]
+    #[schema(example = 240, nullable = false, minimum = 0, maximum = 255)]
     background_r: Option<u8>,
-    #[schema(example = 240)]
+    #[schema(example = 240, nullable = false, minimum = 0, maximum = 255)]
     background_g: Option<u8>,
-    #[schema(example = 240)]
+    #[schema(example = 240, nullable = false, minimum = 0, maximum = 255)]
     background_b: Option<u8>,
-    #[schema(example = 0.3)]
+    #[schema(example = 0.3, nullable = false, minimum = 0, maximum = 2)]
     face_margin: Option<f32>,
-    #[schema(example = true)]
+    #[schema(example = true, nullable = false)]
     use_oval_mask: Option<bool>,
-    #[schema(example = true)]
+    #[schema(example = true, nullable = false)]
     enhance_face: Option<bool>,
-    #[schema(example = 0.7)]
+    #[schema(example = 0.7, nullable = false, minimum = 0, maximum = 1)]
     enhance_fidelity: Option<f32>,
-    #[schema(example = false)]
+    #[schema(example = false, nullable = false)]
     return_base64: Option<bool>,
     /// Facecraft's addition: a named standard whose values stand in for every field not given
     /// (`ad`, `passport`, `us_visa`, `badge`).
+    #[schema(nullable = false)]
     preset: Option<Preset>,
     /// Facecraft's addition: `report` (default) or `strict` (any quality warning fails the job
     /// with `quality_rejected`).
+    #[schema(nullable = false)]
     quality: Option<QualityPolicy>,
 }
 
 /// Form of `POST /api/v1/process/quick`.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub(crate) struct QuickUpload {
-    #[schema(value_type = String, format = Binary)]
+    #[schema(value_type = String, format = Binary, min_length = 1)]
     file: Vec<u8>,
     /// Side of the square PNG.
-    #[schema(example = 648)]
+    #[schema(example = 648, nullable = false, minimum = 16, maximum = 4096)]
     size: Option<u32>,
 }
 
 /// Multipart form of a batch: repeated `files` (or `file`, `image`) and shared parameters as
 /// fields.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub(crate) struct BatchUpload {
-    #[schema(value_type = Vec<String>, format = Binary)]
+    #[schema(schema_with = image_files)]
     files: Vec<Vec<u8>>,
-    #[schema(example = 648)]
+    #[schema(example = 648, nullable = false, minimum = 16, maximum = 4096)]
     width: Option<u32>,
-    #[schema(example = 648)]
+    #[schema(example = 648, nullable = false, minimum = 16, maximum = 4096)]
     height: Option<u32>,
     /// Facecraft's addition, as on `/api/v1/process`.
+    #[schema(nullable = false)]
     preset: Option<Preset>,
     /// Facecraft's addition, as on `/api/v1/process`.
+    #[schema(nullable = false)]
     quality: Option<QualityPolicy>,
 }
 
@@ -294,12 +315,15 @@ pub(crate) struct CompatReady {
 
 /// JSON body of `POST /v1/batches`.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(as = BatchRequest)]
 #[allow(dead_code)]
 pub(crate) struct BatchRequestDoc {
-    inputs: Vec<ObjectRef>,
+    /// 1 to `FACECRAFT_MAX_BATCH_SIZE` (default 50) photos in S3.
+    #[schema(min_items = 1, max_items = 50)]
+    inputs: Vec<crate::submit::InputRef>,
     params: Option<JobParams>,
-    output: Option<OutputSpec>,
+    output: Option<crate::submit::OutputRequest>,
 }
 
 /// Answer of `POST /v1/batches`.
@@ -321,4 +345,29 @@ pub(crate) struct BatchCreatedJob {
     id: String,
     filename: Option<String>,
     input: ObjectRef,
+}
+
+/// Repeated file fields of a batch: at least one, none of them empty.
+fn image_files() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+                .min_length(Some(1)),
+        )
+        .min_items(Some(1))
+        .build()
+}
+
+/// A colour as one form field: the text spellings of `Rgb` (an array would be sent as repeated
+/// fields, which a form cannot mean).
+fn rgb_text() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(facecraft_contract::job::RGB_PATTERN))
+        .description(Some("`r,g,b` (0-255 each), `#rrggbb` or `rrggbb`"))
+        .examples(["#ffffff"])
+        .build()
 }

@@ -94,8 +94,14 @@ pub(crate) fn upload_ref(
 pub(crate) struct InputRef {
     /// Default: the configured bucket; others only if `FACECRAFT_ALLOWED_BUCKETS` lists them.
     #[serde(default)]
+    #[schema(pattern = "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
     bucket: Option<String>,
-    /// Object key; no leading `/`, no `.` or `..` segments.
+    /// Object key; no leading `/`, no `.` or `..` segments, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 1024,
+        pattern = r"^(?:[^/.\x00-\x1F\x7F-\x9F][^/\x00-\x1F\x7F-\x9F]*|\.[^/.\x00-\x1F\x7F-\x9F][^/\x00-\x1F\x7F-\x9F]*|\.\.[^/\x00-\x1F\x7F-\x9F]+)(?:/(?:[^/.\x00-\x1F\x7F-\x9F][^/\x00-\x1F\x7F-\x9F]*|\.[^/.\x00-\x1F\x7F-\x9F][^/\x00-\x1F\x7F-\x9F]*|\.\.[^/\x00-\x1F\x7F-\x9F]+)?)*$"
+    )]
     key: String,
 }
 
@@ -118,9 +124,13 @@ impl InputRef {
 pub(crate) struct OutputRequest {
     /// Default: the configured bucket.
     #[serde(default)]
+    #[schema(pattern = "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
     bucket: Option<String>,
     /// Empty, or ending with `/`. Default `results/`.
     #[serde(default)]
+    #[schema(
+        pattern = r"^(?:(?:[^/.\x00-\x1F\x7F-\x9F][^/\x00-\x1F\x7F-\x9F]*|\.[^/.\x00-\x1F\x7F-\x9F][^/\x00-\x1F\x7F-\x9F]*|\.\.[^/\x00-\x1F\x7F-\x9F]+)(?:/(?:[^/.\x00-\x1F\x7F-\x9F][^/\x00-\x1F\x7F-\x9F]*|\.[^/.\x00-\x1F\x7F-\x9F][^/\x00-\x1F\x7F-\x9F]*|\.\.[^/\x00-\x1F\x7F-\x9F]+)?)*/)?$"
+    )]
     prefix: Option<String>,
 }
 
@@ -175,21 +185,28 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<
         serde_json::from_slice(body).map_err(|e| invalid(format!("malformed JSON: {e}")))?;
     // serde's derived structs also accept a JSON array of their fields in order; a request
     // like `"params": [600, 800]` must not silently mean width 600, height 800.
-    let Value::Object(fields) = &value else {
+    let Value::Object(mut fields) = value else {
         return Err(ApiError::bad_request(
             ErrorCode::InvalidParams,
             "the body must be a JSON object",
         ));
     };
     for name in ["input", "params", "output"] {
-        if fields.get(name).is_some_and(|v| !v.is_object()) {
-            return Err(ApiError::bad_request(
-                ErrorCode::InvalidParams,
-                format!("`{name}` must be a JSON object"),
-            ));
+        match fields.get(name) {
+            // `null` is the same as leaving the field out (its default then applies).
+            Some(Value::Null) => {
+                fields.remove(name);
+            }
+            Some(v) if !v.is_object() => {
+                return Err(ApiError::bad_request(
+                    ErrorCode::InvalidParams,
+                    format!("`{name}` must be a JSON object"),
+                ));
+            }
+            _ => {}
         }
     }
-    serde_json::from_value(value)
+    serde_json::from_value(Value::Object(fields))
         .map_err(|e| ApiError::bad_request(ErrorCode::InvalidParams, e.to_string()))
 }
 
@@ -251,7 +268,14 @@ async fn read_uploads_into(
                     format!("a batch holds at most {max_files} images")
                 }));
             }
-            let filename = field.file_name().map(str::to_owned);
+            // A part without a filename is a text field (browsers, curl -F name=@file and
+            // HTTP libraries always name an uploaded file); FastAPI refused those as well.
+            let Some(filename) = field.file_name().map(str::to_owned) else {
+                return Err(invalid(format!(
+                    "`{name}` must be a file (a multipart part with a filename), not a text field"
+                )));
+            };
+            let filename = Some(filename);
             let data = read_limited(field, state.max_upload_bytes).await?;
             if data.is_empty() {
                 return Err(ApiError::bad_request(

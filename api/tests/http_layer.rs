@@ -312,3 +312,84 @@ async fn large_json_is_compressed_and_requests_are_counted() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_schema_forbids_is_refused_in_json_and_what_it_allows_is_taken() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let get = |path: &str| stack.http.get(stack.url(path)).send();
+    // An extractor's rejection (axum writes plain text) comes back as our JSON error.
+    let r = get("/v1/batches/0193a0b2-7c1e-7f00-8000-000000000000/zip?bogus=1")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "invalid_request", "{body}");
+    assert!(body["request_id"].is_string(), "{body}");
+    // Out of the documented range: refused, not clamped.
+    for limit in ["0", "1001", "46873316828465"] {
+        let r = get(&format!("/v1/dead?limit={limit}")).await.unwrap();
+        assert_eq!(r.status(), 400, "limit={limit}");
+    }
+    assert_eq!(get("/v1/dead?limit=1000").await.unwrap().status(), 200);
+
+    let upload = |body: reqwest::Body| {
+        stack
+            .http
+            .post(stack.url("/v1/uploads"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    // `null` and no body both mean no preferences.
+    assert_eq!(upload("null".into()).await.unwrap().status(), 200);
+    assert_eq!(upload(reqwest::Body::from("")).await.unwrap().status(), 200);
+    for ct in ["*", "image/", "text/plain", "image/\u{1}png", "image/jp eg"] {
+        let r = upload(json!({"content_type": ct}).to_string().into())
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{ct:?}");
+    }
+    let r = upload(json!({"content_type": "image/svg+xml"}).to_string().into())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // A file field sent as text is no upload.
+    let form = reqwest::multipart::Form::new().text("image", "not a file");
+    let r = stack
+        .http
+        .post(stack.url("/v1/jobs"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("must be a file"),
+        "{body}"
+    );
+
+    // JSON numbers: 600.0 is the whole number 600; `null` sub-objects are left out.
+    stack
+        .put_input(
+            "in.png",
+            std::fs::read(support::testdata("astronaut.png")).unwrap(),
+        )
+        .await;
+    let r = stack
+        .http
+        .post(stack.url("/v1/jobs"))
+        .json(&json!({"input": {"key": "in.png"}, "params": {"width": 600.0, "background": [1.0, 2, 3]}, "output": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["params"]["width"], 600, "{body}");
+    assert_eq!(body["params"]["background"], json!([1, 2, 3]), "{body}");
+}

@@ -82,9 +82,13 @@ impl Rgb {
         if parts.len() == 3 {
             let mut rgb = [0u8; 3];
             for (slot, part) in rgb.iter_mut().zip(&parts) {
+                // Digits only: `parse` alone would take a sign (`+5`), which RGB_PATTERN does not.
                 *slot = part
-                    .parse::<u8>()
-                    .map_err(|_| format!("colour component `{part}` is not an integer 0-255"))?;
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+                    .then(|| part.parse::<u8>().ok())
+                    .flatten()
+                    .ok_or_else(|| format!("colour component `{part}` is not an integer 0-255"))?;
             }
             return Ok(Self(rgb));
         }
@@ -110,22 +114,57 @@ impl<'de> Deserialize<'de> for Rgb {
         #[serde(untagged)]
         enum Repr {
             Text(String),
-            Array(Vec<i64>),
+            // Numbers, not integers: JSON has one number type, and `34.0` is the integer 34 to
+            // JSON Schema (and to JavaScript clients that send it so).
+            Array(Vec<f64>),
         }
         match Repr::deserialize(d)? {
             Repr::Text(s) => Rgb::parse(&s).map_err(serde::de::Error::custom),
             Repr::Array(v) => {
-                if v.len() != 3 || v.iter().any(|c| !(0..=255).contains(c)) {
-                    return Err(serde::de::Error::custom(
+                let channel =
+                    |c: f64| (c.fract() == 0.0 && (0.0..=255.0).contains(&c)).then_some(c);
+                match v.as_slice() {
+                    [r, g, b] if [*r, *g, *b].iter().all(|c| channel(*c).is_some()) => {
+                        // Whole numbers 0-255, checked just above.
+                        Ok(Rgb([*r as u8, *g as u8, *b as u8]))
+                    }
+                    _ => Err(serde::de::Error::custom(
                         "a colour array needs exactly three integers 0-255",
-                    ));
+                    )),
                 }
-                // Range checked just above.
-                Ok(Rgb([v[0] as u8, v[1] as u8, v[2] as u8]))
             }
         }
     }
 }
+
+/// `formats` in the OpenAPI document: one or both formats, each once.
+#[cfg(feature = "openapi")]
+fn formats_schema() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(utoipa::openapi::Ref::from_schema_name("Format"))
+        .min_items(Some(1))
+        .max_items(Some(2))
+        .unique_items(true)
+        .build()
+}
+
+/// A `u32` from any JSON number that is one: JSON has a single number type, and `600.0` is the
+/// integer 600 to JSON Schema and to clients that compute sizes in floating point.
+fn whole_u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = f64::deserialize(d)?;
+    if v.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&v) {
+        // Whole and in range, checked just above.
+        Ok(v as u32)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "expected a whole number 0-{}, got {v}",
+            u32::MAX
+        )))
+    }
+}
+
+/// The text spellings `Rgb::parse` takes, as the OpenAPI document states them.
+pub const RGB_PATTERN: &str = r"^\s*(#?[0-9A-Fa-f]{6}|0*(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\s*,\s*0*(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\s*,\s*0*(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9]))\s*$";
 
 // Hand-written: a colour is read in three spellings but always written as `[r, g, b]`.
 #[cfg(feature = "openapi")]
@@ -146,6 +185,7 @@ impl utoipa::PartialSchema for Rgb {
             .item(
                 ObjectBuilder::new()
                     .schema_type(Type::String)
+                    .pattern(Some(RGB_PATTERN))
                     .description(Some("`\"r,g,b\"` (0-255 each), `\"#rrggbb\"` or `\"rrggbb\"`"))
                     .examples(["240,240,240", "#f0f0f0"]),
             )
@@ -354,8 +394,12 @@ pub struct JobParams {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preset: Option<Preset>,
     /// Output width in pixels (16-4096). Default 648.
+    #[cfg_attr(feature = "openapi", schema(minimum = 16, maximum = 4096))]
+    #[serde(deserialize_with = "whole_u32")]
     pub width: u32,
     /// Output height in pixels (16-4096). Default 648.
+    #[cfg_attr(feature = "openapi", schema(minimum = 16, maximum = 4096))]
+    #[serde(deserialize_with = "whole_u32")]
     pub height: u32,
     /// Background colour, RGB in the order given. Default 240,240,240.
     pub background: Rgb,
@@ -363,20 +407,26 @@ pub struct JobParams {
     pub transparent: bool,
     /// Space around the head (0-2): the head, chin to crown, fills `1 / (1 + face_margin /
     /// 0.3)` of the output height. Default 0.3 (half the height).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 2))]
     pub face_margin: f32,
     /// Where the eyes sit, as a fraction of the output height from the top (0.2-0.8).
     /// Default 0.4.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.2, maximum = 0.8))]
     pub eye_line: f32,
     /// Feathered oval mask around the head and shoulders. Default on.
     pub oval_mask: bool,
     /// Automatic exposure, white balance and mild sharpening. Default on.
     pub enhance: bool,
     /// Face-restoration fidelity (0 = strongest restoration, 1 = closest to input). Default 0.7.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1))]
     pub enhance_fidelity: f32,
     /// Output formats, at least one. Default png and jpg.
+    #[cfg_attr(feature = "openapi", schema(schema_with = formats_schema))]
     pub formats: Vec<Format>,
     /// Largest JPEG allowed; quality is lowered until it fits (1024-20000000).
     /// Default 101376, Active Directory's thumbnailPhoto limit.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1024, maximum = 20000000))]
+    #[serde(deserialize_with = "whole_u32")]
     pub jpeg_max_bytes: u32,
     /// Several faces: `largest` (default) or `error`.
     pub face_policy: FacePolicy,

@@ -325,13 +325,17 @@ mod fuzz {
 
     fn side() -> BoxedStrategy<Tagged> {
         tagged(
-            (16u32..=4096).prop_map(Value::from),
+            // A whole number written as a float is that number (JSON Schema's `integer`).
+            prop_oneof![
+                (16u32..=4096).prop_map(Value::from),
+                (16u32..=4096).prop_map(|v| json!(f64::from(v))),
+            ],
             prop_oneof![
                 (0u32..16).prop_map(Value::from),
                 (4097u32..=u32::MAX).prop_map(Value::from),
                 (u64::from(u32::MAX) + 1..=u64::MAX).prop_map(Value::from),
                 (i64::MIN..0).prop_map(Value::from),
-                Just(json!(648.0)),
+                Just(json!(15.0)),
                 Just(json!(648.5)),
                 Just(json!("648")),
                 wrong_types(),
@@ -429,14 +433,15 @@ mod fuzz {
             prop_oneof![
                 (1024u32..=20_000_000).prop_map(Value::from),
                 Just(json!(1024)),
-                Just(json!(20_000_000))
+                Just(json!(20_000_000)),
+                Just(json!(5000.0)),
             ],
             prop_oneof![
                 (0u32..1024).prop_map(Value::from),
                 (20_000_001u32..=u32::MAX).prop_map(Value::from),
                 (u64::from(u32::MAX) + 1..=u64::MAX).prop_map(Value::from),
                 (i64::MIN..0).prop_map(Value::from),
-                Just(json!(5000.0)),
+                Just(json!(5000.5)),
                 Just(json!("5000")),
                 wrong_types(),
             ],
@@ -591,9 +596,11 @@ mod fuzz {
                     for (name, sent) in &obj {
                         let kept = &serde_json::to_value(&p).unwrap()[name.as_str()];
                         match name.as_str() {
-                            "width" | "height" | "jpeg_max_bytes" | "transparent"
-                            | "oval_mask" | "enhance" | "remove_background" | "face_policy"
-                            | "detector" | "segmentation_model" => {
+                            "width" | "height" | "jpeg_max_bytes" => {
+                                prop_assert_eq!(kept.as_f64(), sent.as_f64(), "{}", name);
+                            }
+                            "transparent" | "oval_mask" | "enhance" | "remove_background"
+                            | "face_policy" | "detector" | "segmentation_model" => {
                                 prop_assert_eq!(kept, sent, "{}", name);
                             }
                             "face_margin" | "enhance_fidelity" => {

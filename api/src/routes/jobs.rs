@@ -44,7 +44,9 @@ pub(crate) fn router() -> Router<Shared> {
 #[serde(deny_unknown_fields)]
 struct JobRequest {
     input: InputRef,
+    /// Absent or `null`: the defaults (or a preset's).
     #[serde(default)]
+    #[schema(value_type = Option<JobParams>)]
     params: JobParams,
     /// Where results go; default: the configured bucket, prefix `results/`.
     #[serde(default)]
@@ -52,6 +54,7 @@ struct JobRequest {
     /// The same key from the same tenant returns the first job (1-128 printable ASCII
     /// characters). The `Idempotency-Key` header wins over this field.
     #[serde(default)]
+    #[schema(pattern = "^[!-~]{1,128}$")]
     idempotency_key: Option<String>,
 }
 
@@ -78,7 +81,7 @@ fn check_idempotency_key(key: &str) -> Result<(), ApiError> {
     operation_id = "create_job",
     security(("bearer" = []), ("api_key" = [])),
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "The same key from the same tenant returns the first job instead of a new one (1-128 printable ASCII characters)", example = "employee-4711"),
+        ("Idempotency-Key" = Option<String>, Header, description = "The same key from the same tenant returns the first job instead of a new one (1-128 printable ASCII characters)", example = "employee-4711", pattern = "^[!-~]{1,128}$"),
     ),
     request_body(
         description = "A JSON S3 reference, or a multipart upload.",
@@ -185,10 +188,11 @@ async fn create_job(
     check_bucket(&state, &input.bucket)?;
     validate_key(&input.key).map_err(invalid)?;
     let output = OutputRequest::resolve(output, &state)?;
-    let idempotency_key = header_idem.or(body_idem);
-    if let Some(k) = &idempotency_key {
+    // Both are checked, so a bad key is never hidden by the other; the header wins.
+    for k in header_idem.iter().chain(body_idem.iter()) {
         check_idempotency_key(k)?;
     }
+    let idempotency_key = header_idem.or(body_idem);
     let job = Job {
         id,
         tenant: tenant.clone(),
@@ -228,7 +232,15 @@ impl Form {
     fn params(&self) -> Result<JobParams, ApiError> {
         let mut obj = match &self.params_json {
             Some(text) => match serde_json::from_str::<Value>(text) {
-                Ok(Value::Object(m)) => m,
+                Ok(Value::Object(m)) => {
+                    // Checked on its own too: single fields may override a bad value in it,
+                    // but a request that carries one is wrong, not half right.
+                    serde_json::from_value::<JobParams>(Value::Object(m.clone()))
+                        .map_err(|e| format!("`params`: {e}"))
+                        .and_then(|p| p.validate().map_err(|e| format!("`params`: {e}")))
+                        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidParams, e))?;
+                    m
+                }
                 Ok(_) => {
                     return Err(ApiError::bad_request(
                         ErrorCode::InvalidParams,
@@ -268,7 +280,13 @@ async fn read_form(mut mp: Multipart, max_bytes: usize) -> Result<Form, ApiError
                 if form.file.is_some() {
                     return Err(invalid("send one image per job"));
                 }
-                let filename = field.file_name().map(str::to_owned);
+                // A part without a filename is a text field, not an uploaded file.
+                let Some(filename) = field.file_name().map(str::to_owned) else {
+                    return Err(invalid(format!(
+                        "`{name}` must be a file (a multipart part with a filename), not a text field"
+                    )));
+                };
+                let filename = Some(filename);
                 let data = read_limited(field, max_bytes).await?;
                 form.file = Some((filename, data));
             }
@@ -520,8 +538,8 @@ struct DeadQuery {
     responses(
         (status = 200, description = "Dead jobs with their last error.", body = DeadList,
             example = json!({"jobs": [{"id": "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b", "tenant": "acme", "error": {"code": "worker_crashed", "message": "processing started 5 times without finishing"}, "at": "2026-01-05T10:02:00.000Z"}]})),
-        (status = 400, description = "A query string that does not parse (plain text from the query extractor, not JSON).",
-            content_type = "text/plain", body = String),
+        (status = 400, description = "A query string that does not parse, an unknown parameter, or `limit` outside 1-1000.", body = ErrorBody,
+            example = json!({"error": "limit must be 1-1000, got 0", "code": "invalid_params"})),
         AuthErrors, QueueUnavailable,
     ),
 )]
@@ -530,7 +548,13 @@ async fn list_dead(
     axum::extract::Query(q): axum::extract::Query<DeadQuery>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidParams,
+            format!("limit must be 1-1000, got {limit}"),
+        ));
+    }
     let jobs: Vec<_> = state
         .queue
         .dead_jobs(if caller.admin { limit } else { 10_000 })

@@ -66,6 +66,7 @@ pub(crate) fn router(
             )
             .into_response()
         }))
+        .layer(axum::middleware::from_fn(crate::http::json_errors))
         .layer(TraceLayer::new_for_http())
         .layer(axum::middleware::from_fn_with_state(
             state.http_metrics.clone(),

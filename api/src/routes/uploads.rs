@@ -23,16 +23,30 @@ pub(crate) fn router() -> Router<Shared> {
     Router::new().route("/v1/uploads", post(create_upload))
 }
 
-/// Body of `POST /v1/uploads`; may be empty.
+/// Body of `POST /v1/uploads`; may be empty or `null`.
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UploadRequest {
     /// Becomes the last part of the key (sanitised).
     #[serde(default)]
     filename: Option<String>,
-    /// An `image/*` type the PUT must then send.
+    /// An `image/*` type the PUT must then send (at most 100 characters).
     #[serde(default)]
+    #[schema(pattern = r"^image/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,89}$")]
     content_type: Option<String>,
+}
+
+/// `image/` and a subtype of RFC 6838's characters: the type becomes a header of the presigned
+/// PUT, where anything else would break the signature (and a control character the request).
+fn valid_image_type(ct: &str) -> bool {
+    let Some(sub) = ct.strip_prefix("image/") else {
+        return false;
+    };
+    (1..=90).contains(&sub.len())
+        && sub.as_bytes()[0].is_ascii_alphanumeric()
+        && sub
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
 }
 
 /// A presigned PUT: upload with it, then create a job with `{"input": {"key": key}}`.
@@ -75,14 +89,17 @@ async fn create_upload(
     Caller { tenant, .. }: Caller,
     body: Bytes,
 ) -> Result<Json<UploadResponse>, ApiError> {
-    let req: UploadRequest = if body.is_empty() {
+    // No body, and JSON `null`, both mean "no preferences".
+    let req: UploadRequest = if body.trim_ascii().is_empty() || body.trim_ascii() == b"null" {
         UploadRequest::default()
     } else {
         parse_json(&body)?
     };
     if let Some(ct) = &req.content_type {
-        if !ct.starts_with("image/") || ct.len() > 100 {
-            return Err(invalid("content_type must be an image/* type"));
+        if !valid_image_type(ct) {
+            return Err(invalid(
+                "content_type must be an image/* media type of at most 96 characters, e.g. image/jpeg",
+            ));
         }
     }
     let key = format!(

@@ -61,6 +61,9 @@ impl Queue {
             .ignore()
             .zadd(&index, &a.name, now.saturating_add(ttl_ms))
             .ignore()
+            // The index outlives no announcement: it goes when the last worker stops refreshing.
+            .pexpire(&index, i64::try_from(ttl_ms).unwrap_or(i64::MAX))
+            .ignore()
             // Entries of workers that stopped refreshing.
             .zrembyscore(&index, "-inf", now)
             .ignore()
