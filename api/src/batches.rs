@@ -401,13 +401,13 @@ async fn get_batch(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ZipQuery {
-    /// `png`, `jpg` or `png,jpg` (default: every stored format).
+    /// Formats, comma-separated (default: every stored format).
     #[serde(default)]
     formats: Option<String>,
 }
 
-/// A zip (stored, not deflated: PNG and JPEG are compressed already) of the succeeded jobs'
-/// results, built in memory up to FACECRAFT_MAX_BATCH_BYTES.
+/// A zip (stored, not deflated: PNG, JPEG and WebP are compressed already) of the succeeded
+/// jobs' results, built in memory up to FACECRAFT_MAX_BATCH_BYTES.
 #[utoipa::path(
     get,
     path = "/v1/batches/{id}/zip",
@@ -416,12 +416,12 @@ struct ZipQuery {
     security(("bearer" = []), ("api_key" = [])),
     params(
         ("id" = String, Path, description = "Batch id", example = "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b"),
-        ("formats" = Option<String>, Query, description = "`png`, `jpg` (or `jpeg`), or both comma-separated, e.g. `png,jpg` (default, or empty: every stored format)", example = "png", pattern = "^((png|jpg|jpeg)(,(png|jpg|jpeg))*)?$"),
+        ("formats" = Option<String>, Query, description = "`png`, `jpg` (or `jpeg`), `webp`, or several comma-separated, e.g. `png,jpg` (default, or empty: every stored format)", example = "png", pattern = "^((png|jpg|jpeg|webp)(,(png|jpg|jpeg|webp))*)?$"),
     ),
     responses(
         (status = 200, description = "A zip of the succeeded jobs' results.", content_type = "application/zip", body = Vec<u8>),
         (status = 400, description = "A bad `formats` value.", body = ErrorBody,
-            example = json!({"error": "formats must be png, jpg or png,jpg", "code": "invalid_params"})),
+            example = json!({"error": "unknown format `gif`", "code": "invalid_params"})),
         (status = 422, description = "The zip would be over `FACECRAFT_MAX_BATCH_BYTES`.", body = ErrorBody,
             example = json!({"error": "the archive would be over the limit", "code": "archive_too_large"})),
         (status = 404, description = "No such batch, or another tenant's.", body = ErrorBody,
@@ -438,7 +438,7 @@ async fn get_zip(
     caller: Caller,
 ) -> Result<Response, ApiError> {
     let wanted: Vec<Format> = match q.formats.as_deref() {
-        None | Some("") => vec![Format::Png, Format::Jpg],
+        None | Some("") => Format::ALL.to_vec(),
         Some(list) => list
             .split(',')
             .map(|f| {

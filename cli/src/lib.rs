@@ -421,7 +421,7 @@ impl Client {
         }
     }
 
-    /// Downloads one result format (`png` or `jpg`) of a succeeded job.
+    /// Downloads one result format (`png`, `jpg` or `webp`) of a succeeded job.
     pub async fn download(&self, id: &str, format: &str) -> Result<Vec<u8>, CliError> {
         let resp = self
             .api

@@ -137,13 +137,13 @@ impl<'de> Deserialize<'de> for Rgb {
     }
 }
 
-/// `formats` in the OpenAPI document: one or both formats, each once.
+/// `formats` in the OpenAPI document: one to three formats, each once.
 #[cfg(feature = "openapi")]
 fn formats_schema() -> utoipa::openapi::schema::Array {
     utoipa::openapi::schema::ArrayBuilder::new()
         .items(utoipa::openapi::Ref::from_schema_name("Format"))
         .min_items(Some(1))
-        .max_items(Some(2))
+        .max_items(Some(3))
         .unique_items(true)
         .build()
 }
@@ -208,13 +208,18 @@ pub enum Format {
     Png,
     #[serde(alias = "jpeg")]
     Jpg,
+    /// Lossless WebP (with alpha when `transparent`): PNG's pixels in a smaller file.
+    Webp,
 }
 
 impl Format {
+    pub const ALL: [Format; 3] = [Format::Png, Format::Jpg, Format::Webp];
+
     pub const fn extension(self) -> &'static str {
         match self {
             Self::Png => "png",
             Self::Jpg => "jpg",
+            Self::Webp => "webp",
         }
     }
 
@@ -222,6 +227,7 @@ impl Format {
         match self {
             Self::Png => "image/png",
             Self::Jpg => "image/jpeg",
+            Self::Webp => "image/webp",
         }
     }
 
@@ -229,6 +235,7 @@ impl Format {
         match s {
             "png" => Some(Self::Png),
             "jpg" | "jpeg" => Some(Self::Jpg),
+            "webp" => Some(Self::Webp),
             _ => None,
         }
     }
@@ -420,7 +427,8 @@ pub struct JobParams {
     /// Face-restoration fidelity (0 = strongest restoration, 1 = closest to input). Default 0.7.
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1))]
     pub enhance_fidelity: f32,
-    /// Output formats, at least one. Default png and jpg.
+    /// Output formats, at least one of `png`, `jpg` and `webp` (lossless), each once. Default
+    /// png and jpg.
     #[cfg_attr(feature = "openapi", schema(schema_with = formats_schema))]
     pub formats: Vec<Format>,
     /// Largest JPEG allowed; quality is lowered until it fits (1024-20000000).
@@ -522,7 +530,7 @@ impl JobParams {
             ));
         }
         if self.formats.is_empty() {
-            return Err("formats must name at least one of png, jpg".into());
+            return Err("formats must name at least one of png, jpg, webp".into());
         }
         let mut seen = self.formats.clone();
         seen.sort();

@@ -6,6 +6,7 @@
 
 use facecraft_contract::ErrorCode;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+use image::codecs::webp::WebPEncoder;
 use image::{ExtendedColorType, ImageEncoder, ImageError, RgbImage, RgbaImage};
 
 /// Budget and quality range for [`encode_jpeg_within`].
@@ -121,25 +122,43 @@ pub fn encode_png(img: &RgbaImage, keep_alpha: bool) -> Result<Vec<u8>, EncodeEr
     let mut out = Vec::new();
     // See PNG_COMPRESSION.
     let encoder = PngEncoder::new_with_quality(&mut out, PNG_COMPRESSION, FilterType::Adaptive);
+    write_pixels(encoder, img, keep_alpha).map_err(codec)?;
+    Ok(out)
+}
+
+/// Writes `img` through `encoder`: RGBA when `keep_alpha`, otherwise RGB with alpha dropped.
+fn write_pixels(
+    encoder: impl ImageEncoder,
+    img: &RgbaImage,
+    keep_alpha: bool,
+) -> Result<(), ImageError> {
     if keep_alpha {
-        encoder
-            .write_image(
-                img.as_raw(),
-                img.width(),
-                img.height(),
-                ExtendedColorType::Rgba8,
-            )
-            .map_err(codec)?;
-    } else {
-        let rgb: Vec<u8> = img
-            .as_raw()
-            .chunks_exact(4)
-            .flat_map(|p| [p[0], p[1], p[2]])
-            .collect();
-        encoder
-            .write_image(&rgb, img.width(), img.height(), ExtendedColorType::Rgb8)
-            .map_err(codec)?;
+        return encoder.write_image(
+            img.as_raw(),
+            img.width(),
+            img.height(),
+            ExtendedColorType::Rgba8,
+        );
     }
+    let rgb: Vec<u8> = img
+        .as_raw()
+        .chunks_exact(4)
+        .flat_map(|p| [p[0], p[1], p[2]])
+        .collect();
+    encoder.write_image(&rgb, img.width(), img.height(), ExtendedColorType::Rgb8)
+}
+
+/// Encodes a lossless WebP: RGBA when `keep_alpha`, otherwise RGB with the alpha channel
+/// dropped (as [`encode_png`]). Lossless only: the pure-Rust encoder (`image-webp`, through
+/// image) writes no lossy WebP, and a lossy one would need libwebp, a C library.
+pub fn encode_webp(img: &RgbaImage, keep_alpha: bool) -> Result<Vec<u8>, EncodeError> {
+    let codec = |source| EncodeError::Codec {
+        format: "webp",
+        source,
+    };
+    let mut out = Vec::new();
+    let encoder = WebPEncoder::new_lossless(&mut out);
+    write_pixels(encoder, img, keep_alpha).map_err(codec)?;
     Ok(out)
 }
 
@@ -373,6 +392,25 @@ mod tests {
         image::load_from_memory(bytes)
             .expect("output decodes")
             .to_rgb8()
+    }
+
+    #[test]
+    fn webp_is_lossless_with_and_without_alpha() {
+        let mut img = RgbaImage::from_fn(40, 30, |x, y| {
+            image::Rgba([(x * 6) as u8, (y * 8) as u8, ((x + y) * 3) as u8, 255])
+        });
+        let opaque = encode_webp(&img, false).unwrap();
+        let back = image::load_from_memory_with_format(&opaque, image::ImageFormat::WebP)
+            .unwrap()
+            .to_rgba8();
+        assert_eq!(back, img, "lossless: the same pixels");
+        img.put_pixel(3, 4, image::Rgba([1, 2, 3, 0]));
+        let with_alpha = encode_webp(&img, true).unwrap();
+        let back = image::load_from_memory_with_format(&with_alpha, image::ImageFormat::WebP)
+            .unwrap()
+            .to_rgba8();
+        assert_eq!(back.get_pixel(3, 4)[3], 0, "alpha kept");
+        assert_eq!(back.dimensions(), (40, 30));
     }
 
     #[test]

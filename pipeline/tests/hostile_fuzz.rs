@@ -414,6 +414,8 @@ mod fuzz {
                 json!(["png", "jpg"]),
                 json!(["jpg", "png"]),
                 json!(["jpeg", "png"]),
+                json!(["webp"]),
+                json!(["png", "jpg", "webp"]),
             ]),
             prop::sample::select(vec![
                 json!([]),
@@ -421,6 +423,8 @@ mod fuzz {
                 json!(["PNG"]),
                 json!(["png", "png"]),
                 json!(["jpg", "jpeg"]),
+                json!(["webp", "webp"]),
+                json!(["WEBP"]),
                 json!("png"),
                 json!([1]),
                 Value::Null,
@@ -557,8 +561,8 @@ mod fuzz {
             && p.enhance_fidelity.is_finite()
             && (0.0..=1.0).contains(&p.enhance_fidelity)
             && !p.formats.is_empty()
-            && p.formats.len() <= 2
-            && (p.formats.len() < 2 || p.formats[0] != p.formats[1])
+            && p.formats.len() <= 3
+            && (1..p.formats.len()).all(|i| !p.formats[..i].contains(&p.formats[i]))
             && (1024..=20_000_000).contains(&p.jpeg_max_bytes)
     }
 

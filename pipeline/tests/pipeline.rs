@@ -136,6 +136,36 @@ fn transparent_oval_portrait_has_clear_corners() {
 }
 
 #[test]
+fn webp_output_has_the_png_pixels_at_the_asked_size() {
+    let mut p = params();
+    p.width = 300;
+    p.height = 400;
+    p.formats = vec![Format::Png, Format::Webp];
+    let portrait = run(&png(&astronaut()), &p).unwrap();
+    let webp = portrait
+        .outputs
+        .iter()
+        .find(|o| o.format == Format::Webp)
+        .unwrap();
+    assert_eq!((webp.width, webp.height), (300, 400));
+    let decoded = image::load_from_memory_with_format(&webp.bytes, ImageFormat::WebP)
+        .unwrap()
+        .to_rgba8();
+    assert_eq!(decoded.dimensions(), (300, 400));
+    assert_eq!(
+        decoded,
+        output(&portrait, Format::Png),
+        "lossless: the PNG's pixels"
+    );
+    // With `transparent`, the corners outside the oval stay see-through.
+    p.transparent = true;
+    p.formats = vec![Format::Webp];
+    let portrait = run(&png(&astronaut()), &p).unwrap();
+    let img = output(&portrait, Format::Webp);
+    assert_eq!(img.get_pixel(0, 0).0[3], 0);
+}
+
+#[test]
 fn tilted_faces_come_out_level() {
     for deg in [-15.0f32, -9.0, -4.0, 6.0, 11.0, 15.0] {
         let tilted = rotate(&astronaut(), deg);

@@ -421,7 +421,7 @@ async fn cancel_job(
     security(("bearer" = []), ("api_key" = [])),
     params(
         ("id" = String, Path, description = "Job id (UUIDv7)", example = "0193a4b2-7c1d-7e3f-8a9b-0c1d2e3f4a5b"),
-        ("format" = String, Path, description = "`png` or `jpg` (`jpeg` works too)", example = "png"),
+        ("format" = String, Path, description = "`png`, `jpg` (`jpeg` works too) or `webp`, as the job's `formats` asked", example = "png"),
     ),
     responses(
         (status = 307, description = "Redirect to a presigned GET URL of the result.",
