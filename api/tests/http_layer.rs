@@ -6,27 +6,11 @@
 #[path = "../../worker/tests/support/mod.rs"]
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use serde_json::{json, Value};
-use support::{Stack, StackOptions};
+use support::{Captured, Stack, StackOptions};
 
 const ACME: &str = "acme-key-0123456789abcdef";
 const MISSING_JOB: &str = "/v1/jobs/0193a0b2-7c1e-7f00-8000-000000000000";
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn keyed(per_minute: u32, burst: u32) -> StackOptions {
     StackOptions {

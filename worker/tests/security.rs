@@ -4,12 +4,10 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{testdata, ProxyMode, Stack, StackOptions};
+use support::{testdata, Captured, ProxyMode, Stack, StackOptions};
 
 const LONG: Duration = Duration::from_secs(60);
 const ACME: &str = "acme-key-0123456789abcdef";
@@ -293,19 +291,6 @@ async fn an_operator_lists_and_requeues_dead_jobs() {
     )
     .await;
     assert_eq!(code, 409, "a succeeded job is not retried");
-}
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

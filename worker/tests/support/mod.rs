@@ -202,13 +202,7 @@ impl Stack {
                 None => args.extend([(*flag).to_owned(), (*value).to_owned()]),
             }
         }
-        let settings = facecraft_api::Settings::try_parse_from(args).unwrap();
-        let app = facecraft_api::Application::build(settings).await.unwrap();
-        let url = format!("http://127.0.0.1:{}", app.port());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(app.run_until(async move {
-            let _ = rx.await;
-        }));
+        let (url, tx) = spawn_api(args).await;
         ApiReplica { url, _stop: tx }
     }
 
@@ -524,14 +518,34 @@ impl Stack {
             }
         }
         args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let settings = facecraft_api::Settings::try_parse_from(args).unwrap();
-        let app = facecraft_api::Application::build(settings).await.unwrap();
-        let url = format!("http://127.0.0.1:{}", app.port());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(app.run_until(async move {
-            let _ = rx.await;
-        }));
-        (url, tx)
+        spawn_api(args).await
+    }
+}
+
+/// Starts an API in-process with the command line `args`; returns its base URL and the sender
+/// whose drop stops it.
+async fn spawn_api(args: Vec<String>) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let settings = facecraft_api::Settings::try_parse_from(args).unwrap();
+    let app = facecraft_api::Application::build(settings).await.unwrap();
+    let url = format!("http://127.0.0.1:{}", app.port());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    (url, tx)
+}
+
+/// A log writer for `tracing_subscriber` whose lines a test reads back.
+#[derive(Clone, Default)]
+pub struct Captured(pub Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
