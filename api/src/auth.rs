@@ -191,6 +191,7 @@ mod tests {
             prefix: "t".into(),
             pool_size: 1,
             timeout_ms: 200,
+            ..Default::default()
         };
         facecraft_shared::queue::Queue::new(&redis, &Default::default()).unwrap()
     }

@@ -117,6 +117,10 @@ impl Application {
         }
         let queue = Queue::new(&settings.redis, &settings.queue)
             .context("setting up the redis connections")?;
+        tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.warn_if_legacy().await }
+        });
         let store = ObjectStore::new(&settings.s3)
             .await
             .context("building the S3 client")?;

@@ -52,6 +52,14 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         "Jobs created by this API process (idempotent replays not counted)",
         enqueued,
     );
+    let unreplicated = Counter::<u64>::default();
+    unreplicated.inc_by(state.queue.unreplicated_total());
+    registry.register(
+        "jobs_enqueued_unreplicated",
+        "Enqueues answered before FACECRAFT_REDIS_WAIT_REPLICAS replicas confirmed them (the \
+         primary had them)",
+        unreplicated,
+    );
     let open = Gauge::<i64>::default();
     open.set(i64::try_from(state.streams.open()).unwrap_or(i64::MAX));
     registry.register("sse_streams", "Event streams open now", open);

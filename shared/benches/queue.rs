@@ -96,6 +96,7 @@ async fn bench(args: Args, url: String) -> anyhow::Result<()> {
         prefix: prefix.clone(),
         pool_size: args.pool_size,
         timeout_ms: 3000,
+        ..RedisSettings::default()
     };
     let mut settings = QueueSettings::default();
     // Phase (a) leaves every job waiting at once: keep the backlog check, but never trip it.
@@ -137,7 +138,7 @@ async fn bench(args: Args, url: String) -> anyhow::Result<()> {
         "CPU columns: time each process spent on a CPU per job (redis-server from INFO cpu, this \
          process from /proc/self/stat); the machine's cores are shared by both."
     );
-    println!("cleaned up: {deleted} keys under {prefix}:*");
+    println!("cleaned up: {deleted} keys under {{{prefix}*");
     Ok(())
 }
 
@@ -715,7 +716,7 @@ async fn bare_enqueue_script(
                 let (kind, value): (String, String) = script
                     .key(keys.stream())
                     .key(keys.job(&job.id))
-                    .key("")
+                    .key(keys.no_idem())
                     .arg(job.id.to_string())
                     .arg(serde_json::to_string(&job)?)
                     .arg(&job.tenant)
@@ -723,6 +724,7 @@ async fn bare_enqueue_script(
                     .arg(settings.status_ttl_secs)
                     .arg(settings.stream_max_len)
                     .arg(settings.max_backlog)
+                    .arg("0")
                     .invoke_async(&mut conn)
                     .await?;
                 if kind != "created" {
@@ -776,9 +778,10 @@ async fn bare_consume_unpipelined(
         .ok_or_else(|| anyhow!("bare consumers stopped before the last entry"))
 }
 
-/// Deletes every key under `prefix:`; answers how many there were.
+/// Deletes every key whose hash tag starts with `prefix` (`{prefix}:…`, `{prefix:lua}:…`);
+/// answers how many there were.
 async fn delete_keys(admin: &mut MultiplexedConnection, prefix: &str) -> anyhow::Result<usize> {
-    let pattern = format!("{prefix}:*");
+    let pattern = format!("{{{prefix}*");
     let mut cursor: u64 = 0;
     let mut deleted = 0;
     loop {

@@ -37,6 +37,91 @@ pub struct RedisSettings {
         default_value_t = 3000
     )]
     pub timeout_ms: u64,
+    /// Sentinel mode: the Sentinels' addresses, comma-separated `host:port` (or `redis://`
+    /// URLs). The master's address comes from them, and again after a failover; the user,
+    /// password, TLS and database of `FACECRAFT_REDIS_URL` apply to it, its host does not.
+    #[arg(long = "redis-sentinels", env = "FACECRAFT_REDIS_SENTINELS")]
+    pub sentinels: Option<String>,
+    /// Sentinel mode: the name the Sentinels monitor the master under.
+    #[arg(
+        long = "redis-sentinel-master",
+        env = "FACECRAFT_REDIS_SENTINEL_MASTER"
+    )]
+    pub sentinel_master: Option<String>,
+    /// Cluster mode: some of the cluster's nodes, comma-separated `redis://host:port`; the rest
+    /// is discovered. The user, password and TLS of `FACECRAFT_REDIS_URL` apply where a node's
+    /// URL names none.
+    #[arg(long = "redis-cluster-nodes", env = "FACECRAFT_REDIS_CLUSTER_NODES")]
+    pub cluster_nodes: Option<String>,
+    /// Replicas that must have an enqueued job before the API answers (Redis `WAIT`); 0 = the
+    /// primary's acknowledgement is enough. Costs one replication round trip per enqueue.
+    #[arg(
+        long = "redis-wait-replicas",
+        env = "FACECRAFT_REDIS_WAIT_REPLICAS",
+        default_value_t = 0
+    )]
+    pub wait_replicas: u32,
+    /// How long an enqueue waits for those replicas, in ms. The job is accepted either way (the
+    /// primary has it); a shortfall is logged and counted.
+    #[arg(
+        long = "redis-wait-timeout-ms",
+        env = "FACECRAFT_REDIS_WAIT_TIMEOUT_MS",
+        default_value_t = 200
+    )]
+    pub wait_timeout_ms: u64,
+}
+
+impl Default for RedisSettings {
+    /// The documented defaults: one node on the local port.
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379/".into(),
+            prefix: "facecraft".into(),
+            pool_size: 4,
+            timeout_ms: 3000,
+            sentinels: None,
+            sentinel_master: None,
+            cluster_nodes: None,
+            wait_replicas: 0,
+            wait_timeout_ms: 200,
+        }
+    }
+}
+
+/// How to reach Redis, from [`RedisSettings::mode`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisMode {
+    /// `FACECRAFT_REDIS_URL`.
+    Single,
+    /// Sentinel addresses as URLs, and the master's name.
+    Sentinel {
+        sentinels: Vec<String>,
+        master: String,
+    },
+    /// Seed nodes as URLs.
+    Cluster { nodes: Vec<String> },
+}
+
+impl RedisMode {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Single => "single",
+            Self::Sentinel { .. } => "sentinel",
+            Self::Cluster { .. } => "cluster",
+        }
+    }
+}
+
+/// A comma-separated list, empty entries dropped; `None` when nothing is left (an empty
+/// variable, as compose passes an unset one, means unset).
+fn list(v: Option<&str>) -> Option<Vec<String>> {
+    let items: Vec<String> = v?
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    (!items.is_empty()).then_some(items)
 }
 
 impl std::fmt::Debug for RedisSettings {
@@ -46,6 +131,15 @@ impl std::fmt::Debug for RedisSettings {
             .field("prefix", &self.prefix)
             .field("pool_size", &self.pool_size)
             .field("timeout_ms", &self.timeout_ms)
+            .field("mode", &self.mode().map(|m| m.name()).unwrap_or("invalid"))
+            .field("sentinels", &self.sentinels.as_deref().map(redact_url_list))
+            .field("sentinel_master", &self.sentinel_master)
+            .field(
+                "cluster_nodes",
+                &self.cluster_nodes.as_deref().map(redact_url_list),
+            )
+            .field("wait_replicas", &self.wait_replicas)
+            .field("wait_timeout_ms", &self.wait_timeout_ms)
             .finish()
     }
 }
@@ -55,7 +149,84 @@ impl RedisSettings {
         Duration::from_millis(self.timeout_ms)
     }
 
+    /// The connection mode the settings ask for, checked.
+    pub fn mode(&self) -> Result<RedisMode, String> {
+        let sentinels = list(self.sentinels.as_deref());
+        let master = self
+            .sentinel_master
+            .as_deref()
+            .map(str::trim)
+            .filter(|m| !m.is_empty());
+        let nodes = list(self.cluster_nodes.as_deref());
+        match (sentinels, master, nodes) {
+            (Some(_), _, Some(_)) => Err(
+                "FACECRAFT_REDIS_SENTINELS and FACECRAFT_REDIS_CLUSTER_NODES exclude each other"
+                    .into(),
+            ),
+            (Some(_), None, _) => Err(
+                "FACECRAFT_REDIS_SENTINELS needs FACECRAFT_REDIS_SENTINEL_MASTER (the name the \
+                 Sentinels monitor the master under)"
+                    .into(),
+            ),
+            (None, Some(_), _) => Err(
+                "FACECRAFT_REDIS_SENTINEL_MASTER is set without FACECRAFT_REDIS_SENTINELS".into(),
+            ),
+            (Some(sentinels), Some(master), None) => {
+                let sentinels = sentinels
+                    .iter()
+                    .map(|s| {
+                        let url = if s.contains("://") {
+                            s.clone()
+                        } else {
+                            format!("redis://{s}")
+                        };
+                        check_node_url(&url)
+                            .map(|()| url)
+                            .map_err(|e| format!("FACECRAFT_REDIS_SENTINELS: `{s}` {e}"))
+                    })
+                    .collect::<Result<_, _>>()?;
+                Ok(RedisMode::Sentinel {
+                    sentinels,
+                    master: master.to_owned(),
+                })
+            }
+            (None, None, Some(nodes)) => {
+                for n in &nodes {
+                    check_node_url(n).map_err(|e| {
+                        format!("FACECRAFT_REDIS_CLUSTER_NODES: `{}` {e}", redact_url(n))
+                    })?;
+                }
+                Ok(RedisMode::Cluster { nodes })
+            }
+            (None, None, None) => Ok(RedisMode::Single),
+        }
+    }
+
+    pub fn wait_timeout(&self) -> Duration {
+        Duration::from_millis(self.wait_timeout_ms)
+    }
+
     pub fn validate(&self) -> Result<(), String> {
+        self.mode()?;
+        if self.wait_replicas > 16 {
+            return Err("FACECRAFT_REDIS_WAIT_REPLICAS must be between 0 and 16".into());
+        }
+        if self.wait_replicas > 0 && !(1..=60_000).contains(&self.wait_timeout_ms) {
+            return Err("FACECRAFT_REDIS_WAIT_TIMEOUT_MS must be between 1 and 60000".into());
+        }
+        if self.wait_replicas > 0 && self.wait_timeout_ms >= self.timeout_ms {
+            return Err(
+                "FACECRAFT_REDIS_WAIT_TIMEOUT_MS must be below FACECRAFT_REDIS_TIMEOUT_MS, or the \
+                 client gives up on WAIT first"
+                    .into(),
+            );
+        }
+        if self.prefix.contains(['{', '}']) {
+            return Err(
+                "FACECRAFT_REDIS_PREFIX must not contain braces: it becomes the keys' hash tag"
+                    .into(),
+            );
+        }
         if !(self.url.starts_with("redis://") || self.url.starts_with("rediss://")) {
             return Err("FACECRAFT_REDIS_URL must start with redis:// or rediss://".into());
         }
@@ -252,6 +423,28 @@ impl QueueSettings {
 }
 
 /// Hides the password of a `redis://user:pass@host` URL.
+/// [`redact_url`] on each entry of a comma-separated list.
+pub fn redact_url_list(urls: &str) -> String {
+    urls.split(',')
+        .map(|u| redact_url(u.trim()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A node's URL must name a TCP address (no unix sockets: nodes are reached over the network).
+fn check_node_url(url: &str) -> Result<(), String> {
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        return Err("must be host:port or a redis:// or rediss:// URL".into());
+    }
+    match redis::IntoConnectionInfo::into_connection_info(url) {
+        Ok(info) => match info.addr() {
+            redis::ConnectionAddr::Unix(_) => Err("must be a TCP address".into()),
+            _ => Ok(()),
+        },
+        Err(e) => Err(format!("is not a valid address: {e}")),
+    }
+}
+
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
@@ -264,6 +457,90 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn redis(f: impl FnOnce(&mut RedisSettings)) -> RedisSettings {
+        let mut s = RedisSettings::default();
+        f(&mut s);
+        s
+    }
+
+    #[test]
+    fn redis_modes_are_read_and_checked() {
+        assert_eq!(RedisSettings::default().mode(), Ok(RedisMode::Single));
+        // Empty values (compose passes unset variables so) mean unset.
+        let empty = redis(|s| {
+            s.sentinels = Some(" ".into());
+            s.sentinel_master = Some(String::new());
+            s.cluster_nodes = Some(",".into());
+        });
+        assert_eq!(empty.mode(), Ok(RedisMode::Single));
+        let sentinel = redis(|s| {
+            s.sentinels = Some("10.0.0.1:26379, redis://:pw@10.0.0.2:26379".into());
+            s.sentinel_master = Some("mymaster".into());
+        });
+        assert_eq!(
+            sentinel.mode(),
+            Ok(RedisMode::Sentinel {
+                sentinels: vec![
+                    "redis://10.0.0.1:26379".into(),
+                    "redis://:pw@10.0.0.2:26379".into()
+                ],
+                master: "mymaster".into()
+            })
+        );
+        assert!(!format!("{sentinel:?}").contains("pw"), "{sentinel:?}");
+        let cluster = redis(|s| s.cluster_nodes = Some("redis://a:7000,redis://b:7001".into()));
+        assert_eq!(
+            cluster.mode(),
+            Ok(RedisMode::Cluster {
+                nodes: vec!["redis://a:7000".into(), "redis://b:7001".into()]
+            })
+        );
+        for (bad, says) in [
+            (
+                redis(|s| s.sentinels = Some("a:1".into())),
+                "FACECRAFT_REDIS_SENTINEL_MASTER",
+            ),
+            (
+                redis(|s| s.sentinel_master = Some("m".into())),
+                "without FACECRAFT_REDIS_SENTINELS",
+            ),
+            (
+                redis(|s| {
+                    s.sentinels = Some("a:1".into());
+                    s.sentinel_master = Some("m".into());
+                    s.cluster_nodes = Some("redis://b:2".into());
+                }),
+                "exclude each other",
+            ),
+            (
+                redis(|s| s.cluster_nodes = Some("b:2".into())),
+                "FACECRAFT_REDIS_CLUSTER_NODES",
+            ),
+            (
+                redis(|s| s.cluster_nodes = Some("redis:///tmp/redis.sock".into())),
+                "FACECRAFT_REDIS_CLUSTER_NODES",
+            ),
+        ] {
+            let e = bad.validate().unwrap_err();
+            assert!(e.contains(says), "{e}");
+        }
+    }
+
+    #[test]
+    fn wait_settings_and_the_prefix_are_checked() {
+        assert!(redis(|s| s.wait_replicas = 1).validate().is_ok());
+        let e = redis(|s| {
+            s.wait_replicas = 1;
+            s.wait_timeout_ms = 5_000;
+        })
+        .validate()
+        .unwrap_err();
+        assert!(e.contains("below FACECRAFT_REDIS_TIMEOUT_MS"), "{e}");
+        assert!(redis(|s| s.wait_replicas = 17).validate().is_err());
+        let e = redis(|s| s.prefix = "{x}".into()).validate().unwrap_err();
+        assert!(e.contains("braces"), "{e}");
+    }
 
     #[test]
     fn retry_delay_grows_and_is_capped() {

@@ -32,6 +32,7 @@ async fn commands_share_two_connections_and_a_closed_one_is_replaced() {
         prefix: format!("conntest-{}", uuid::Uuid::now_v7().simple()),
         pool_size: 2,
         timeout_ms: 2000,
+        ..Default::default()
     };
     settings.validate().unwrap();
     let queue = Queue::new(&settings, &QueueSettings::default()).unwrap();

@@ -18,6 +18,9 @@ enum Command {
     Serve(Box<ServeSettings>),
     /// Run the pipeline on local files; no Redis, no S3.
     Process(Box<ProcessArgs>),
+    /// Rename the Redis keys of the untagged layout of earlier versions (`facecraft:jobs`) to
+    /// the hash-tagged one (`{facecraft}:jobs`). Once, with the api and workers stopped.
+    MigrateKeys(Box<facecraft_shared::config::RedisSettings>),
 }
 
 fn main() -> ExitCode {
@@ -45,5 +48,15 @@ fn main() -> ExitCode {
             }
         }
         Command::Process(args) => facecraft_worker::process::run(&args),
+        Command::MigrateKeys(redis) => {
+            facecraft_shared::telemetry::init();
+            match facecraft_worker::migrate_keys(&redis) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "migrate-keys failed");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }

@@ -205,7 +205,10 @@ async fn connect(ctx: &Ctx, stop: &CancellationToken) -> Option<Consumer> {
             ctx.queue.consumer(&ctx.name).await
         };
         match attempt.await {
-            Ok(c) => return Some(c),
+            Ok(c) => {
+                ctx.queue.warn_if_legacy().await;
+                return Some(c);
+            }
             Err(e) => {
                 failures += 1;
                 let wait = backoff(failures);

@@ -731,6 +731,7 @@ async fn an_enqueue_answered_late_by_a_stalled_redis_counts_as_done() {
         prefix: stack.prefix.clone(),
         pool_size: 2,
         timeout_ms: 400,
+        ..Default::default()
     };
     let queue = Queue::new(&redis, &QueueSettings::default()).unwrap();
     let job = |key: &str| Job {

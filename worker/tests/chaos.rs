@@ -547,7 +547,10 @@ async fn infra_faults(run: &Run<'_>) {
                 ));
             }
             Fault::RedisRestart { graceful } => {
-                let mut redis = run.lab.redis.lock().await;
+                let mut guard = run.lab.redis.lock().await;
+                let redis = guard
+                    .as_mut()
+                    .expect("the chaos lab runs on one redis-server");
                 let t = Instant::now();
                 if graceful {
                     redis.stop_graceful().await;
@@ -635,7 +638,7 @@ async fn pick_busy_worker(run: &Run<'_>, slow: bool) -> (String, Option<JobId>) 
             .map(|(_, id)| {
                 [
                     "HMGET",
-                    &format!("{}:job:{id}", run.lab.prefix),
+                    &run.lab.queue.keys().job(id),
                     "state",
                     "worker",
                     "stage",
@@ -711,7 +714,7 @@ async fn chaos(plan: Plan) {
             f.spawn();
         }
     }
-    wait_workers_started(&lab).await;
+    lab.wait_workers_started().await;
 
     let specs = specs(plan.jobs);
     let run = Run {
@@ -752,36 +755,6 @@ async fn chaos(plan: Plan) {
             report.problems.len(),
             report.problems.join("\n")
         );
-    }
-}
-
-async fn wait_workers_started(lab: &Lab) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let ready = {
-            let mut f = lab.fleet.lock().unwrap();
-            f.poll();
-            for w in &f.workers {
-                if let Fate::Exited(st) = &w.fate {
-                    panic!(
-                        "worker {} exited at start ({st}):\n{}",
-                        w.name,
-                        w.log_text()
-                    );
-                }
-            }
-            f.workers
-                .iter()
-                .all(|w| w.log_text().contains("worker starting"))
-        };
-        if ready {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "workers did not start within 120 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -1134,7 +1107,7 @@ async fn check(run: &Run<'_>) -> Report {
     }
     for (id, s) in &stuck {
         let hash = lab
-            .redis_cmd(&["HGETALL", &format!("{}:job:{id}", lab.prefix)])
+            .redis_cmd(&["HGETALL", &lab.queue.keys().job(id)])
             .await
             .map(|r| format!("{:?}", r.strings()))
             .unwrap_or_else(|e| e);
@@ -1147,21 +1120,23 @@ async fn check(run: &Run<'_>) -> Report {
     // Redis: nothing waiting, nothing pending, every record expires.
     let stats = lab.queue.stats().await.unwrap();
     let keys = lab
-        .redis_cmd(&["KEYS", &format!("{}:*", lab.prefix)])
+        .redis_cmd(&["KEYS", &format!("{}:*", lab.queue.keys().tag())])
         .await
         .unwrap()
         .strings();
     // Keys meant to live as long as the queue: the streams (capped) and the finished-job
     // counters of `/status` (one hash of three integers).
     let stream_keys = [
-        format!("{}:jobs", lab.prefix),
-        format!("{}:dead", lab.prefix),
-        format!("{}:stats:finished", lab.prefix),
+        lab.queue.keys().stream(),
+        lab.queue.keys().dead(),
+        lab.queue.keys().finished(),
     ];
     let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
     let mut no_ttl = Vec::new();
     for k in &keys {
-        let rest = k.strip_prefix(&format!("{}:", lab.prefix)).unwrap_or(k);
+        let rest = k
+            .strip_prefix(&format!("{}:", lab.queue.keys().tag()))
+            .unwrap_or(k);
         let kind = rest.split(':').next().unwrap_or(rest);
         let kind = match kind {
             "job" => "job",

@@ -209,6 +209,11 @@ impl Queue {
         self.enqueued.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Enqueues this handle answered before `FACECRAFT_REDIS_WAIT_REPLICAS` replicas had them.
+    pub fn unreplicated_total(&self) -> u64 {
+        self.unreplicated.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Entries of the stream not yet delivered to the consumer group (`XINFO GROUPS` lag);
     /// `None` while there is no group or Redis cannot tell (it can't after some deletions).
     pub async fn group_lag(&self) -> Result<Option<u64>, QueueError> {

@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, AsyncConnectionConfig, Value};
 
 use facecraft_contract::error::JobError;
 use facecraft_contract::job::{now_ms, Job, JobId, JobResult, JobState};
 
+use super::conn::{AnyConn, Connector};
 use super::{event, Queue, QueueError, GROUP};
 
 /// One stream entry handed to a worker.
@@ -309,22 +309,20 @@ fn delivery(e: &StreamId) -> Delivery {
 /// A worker's reading end: one connection of its own, because `XREADGROUP BLOCK` holds it.
 pub struct Consumer {
     queue: Queue,
-    conn: MultiplexedConnection,
+    conn: AnyConn,
     name: String,
 }
 
 impl Consumer {
     async fn connect(queue: Queue, name: &str) -> Result<Self, QueueError> {
-        let client = redis::Client::open(queue.redis.url.as_str())?;
+        let connector = Connector::new(&queue.redis, None)?;
         // redis-rs times responses out after 500 ms by default, which breaks a blocking read:
         // the entry would be delivered to a client that already gave up. No response timeout
         // here; `read` bounds the wait itself with BLOCK plus a margin.
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(queue.redis.timeout()))
             .set_response_timeout(None);
-        let conn = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
+        let conn = connector.connect(&config).await?;
         Ok(Self {
             queue,
             conn,

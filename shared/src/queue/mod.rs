@@ -12,6 +12,7 @@ mod announce;
 mod conn;
 mod inspect;
 mod lease;
+mod migrate;
 mod rate;
 mod submit;
 
@@ -25,6 +26,7 @@ use facecraft_contract::job::JobId;
 pub use announce::{DeviceInfo, ModelInfo, WorkerAnnouncement};
 pub use inspect::{DeadJob, FinishedStats, QueueStats, WorkerInfo};
 pub use lease::{Consumer, Delivery, Start};
+pub use migrate::Migration;
 pub use rate::{RateDecision, RateLimit};
 pub use submit::{CancelOutcome, Enqueued, ForgetOutcome, RequeueOutcome};
 
@@ -43,6 +45,8 @@ pub enum QueueError {
     Corrupt { id: String, reason: String },
     #[error("redis answered unexpectedly: {0}")]
     Protocol(String),
+    #[error("redis settings: {0}")]
+    Config(String),
 }
 
 impl QueueError {
@@ -50,7 +54,7 @@ impl QueueError {
         match self {
             Self::Unavailable(_) | Self::Pool(_) => ErrorCode::QueueUnavailable,
             Self::Full(_) => ErrorCode::QueueFull,
-            Self::Corrupt { .. } | Self::Protocol(_) => ErrorCode::Internal,
+            Self::Corrupt { .. } | Self::Protocol(_) | Self::Config(_) => ErrorCode::Internal,
         }
     }
 }
@@ -62,53 +66,74 @@ impl From<redis::RedisError> for QueueError {
 }
 
 /// Key names under one prefix.
+///
+/// Every key carries the prefix as a Redis Cluster hash tag (`{facecraft}:jobs`,
+/// `{facecraft}:job:<id>`, ...), so all keys of one queue live in one cluster slot: each Lua
+/// script touches the stream and a job's keys together, which cluster mode allows only within
+/// one slot. The layout is written down in docs/redis.md; `facecraft-worker migrate-keys`
+/// renames the keys of the untagged layout of earlier versions.
 #[derive(Debug, Clone)]
 pub struct Keys {
+    /// `{prefix}`.
+    tag: String,
     prefix: String,
 }
 
 impl Keys {
     pub fn new(prefix: &str) -> Self {
         Self {
+            tag: format!("{{{prefix}}}"),
             prefix: prefix.to_owned(),
         }
     }
+    /// The hash tag every key starts with, `{prefix}`.
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
     pub fn stream(&self) -> String {
-        format!("{}:jobs", self.prefix)
+        format!("{}:jobs", self.tag)
     }
     pub fn job(&self, id: &JobId) -> String {
-        format!("{}:job:{id}", self.prefix)
+        format!("{}:job:{id}", self.tag)
     }
     pub fn idem(&self, tenant: &str, key: &str) -> String {
-        format!("{}:idem:{tenant}:{key}", self.prefix)
+        format!("{}:idem:{tenant}:{key}", self.tag)
+    }
+    /// Stands in for the idempotency key of an enqueue without one: a script's keys must all
+    /// be in one slot, and an empty name is in slot 0. Never written.
+    pub fn no_idem(&self) -> String {
+        format!("{}:idem:-", self.tag)
     }
     pub fn dead(&self) -> String {
-        format!("{}:dead", self.prefix)
+        format!("{}:dead", self.tag)
     }
     pub fn delayed(&self) -> String {
-        format!("{}:delayed", self.prefix)
+        format!("{}:delayed", self.tag)
     }
     pub fn events(&self, id: &JobId) -> String {
-        format!("{}:events:{id}", self.prefix)
+        format!("{}:events:{id}", self.tag)
     }
     /// Counters of finished jobs (hash), kept by the finishing script.
     pub fn finished(&self) -> String {
-        format!("{}:stats:finished", self.prefix)
+        format!("{}:stats:finished", self.tag)
     }
     pub fn batch(&self, id: &JobId) -> String {
-        format!("{}:batch:{id}", self.prefix)
+        format!("{}:batch:{id}", self.tag)
     }
     /// A worker's announcement (device, models), expiring unless refreshed.
     pub fn worker(&self, name: &str) -> String {
-        format!("{}:worker:{name}", self.prefix)
+        format!("{}:worker:{name}", self.tag)
     }
     /// Names of announced workers, scored by when their announcement expires.
     pub fn workers(&self) -> String {
-        format!("{}:workers", self.prefix)
+        format!("{}:workers", self.tag)
     }
     /// A tenant's rate-limit state (GCRA's theoretical arrival time), shared by API replicas.
     pub fn rate(&self, tenant: &str) -> String {
-        format!("{}:rate:{tenant}", self.prefix)
+        format!("{}:rate:{tenant}", self.tag)
     }
 }
 
@@ -182,18 +207,21 @@ pub struct Queue {
     scripts: std::sync::Arc<Scripts>,
     /// Jobs this process created (not idempotent repeats), for metrics.
     enqueued: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Enqueues answered with fewer replicas than asked for.
+    unreplicated: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Queue {
     /// Sets up the shared connections; connects lazily, so Redis may come up later.
     pub fn new(redis: &RedisSettings, settings: &QueueSettings) -> Result<Self, QueueError> {
         Ok(Self {
-            conns: conn::Connections::new(&redis.url, redis.pool_size, redis.timeout())?,
+            conns: conn::Connections::new(redis)?,
             keys: Keys::new(&redis.prefix),
             settings: settings.clone(),
             redis: redis.clone(),
             scripts: std::sync::Arc::new(Scripts::new()),
             enqueued: Default::default(),
+            unreplicated: Default::default(),
         })
     }
 
@@ -238,6 +266,33 @@ impl Queue {
         Err(error.into())
     }
 
+    /// With `FACECRAFT_REDIS_WAIT_REPLICAS` set, waits until that many replicas have the writes
+    /// made on `c` (Redis `WAIT`), at most the configured time. The primary has them either
+    /// way, so a shortfall is logged and counted, not reported to the client as a failure: a
+    /// client told "failed" would submit again and get a second job.
+    async fn replicate(&self, c: &mut conn::Conn) {
+        let want = self.redis.wait_replicas;
+        if want == 0 {
+            return;
+        }
+        let answer = c
+            .wait_replicas(&self.keys.stream(), want, self.redis.wait_timeout())
+            .await;
+        let got = match answer {
+            Ok(got) if got >= want => return,
+            Ok(got) => got.to_string(),
+            Err(e) => format!("unknown ({e})"),
+        };
+        self.unreplicated
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(
+            want,
+            got,
+            timeout_ms = self.redis.wait_timeout_ms,
+            "enqueue accepted before enough replicas had it"
+        );
+    }
+
     /// PING, for readiness checks.
     pub async fn ping(&self) -> Result<(), QueueError> {
         let mut c = self.conn().await?;
@@ -263,10 +318,9 @@ impl Queue {
     /// means the status record changed; the record itself stays the source of truth. Once this
     /// returns, no later change is missed (the subscription is confirmed by Redis).
     pub async fn subscribe(&self, id: &JobId) -> Result<JobEvents, QueueError> {
-        let client = redis::Client::open(self.redis.url.as_str())?;
         let timeout = self.redis.timeout();
         let subscribe = async {
-            let mut pubsub = client.get_async_pubsub().await?;
+            let mut pubsub = self.conns.pubsub().await?;
             pubsub.subscribe(self.keys.events(id)).await?;
             Ok::<_, QueueError>(pubsub)
         };

@@ -57,8 +57,9 @@ impl Queue {
         let idem = job
             .idempotency_key
             .as_deref()
-            .map(|k| self.keys.idem(&job.tenant, k))
-            .unwrap_or_default();
+            .map(|k| self.keys.idem(&job.tenant, k));
+        let has_idem = if idem.is_some() { "1" } else { "0" };
+        let idem = idem.unwrap_or_else(|| self.keys.no_idem());
         let mut c = self.conn().await?;
         let reply: Result<(String, String), redis::RedisError> = self
             .scripts
@@ -73,6 +74,7 @@ impl Queue {
             .arg(self.settings.status_ttl_secs)
             .arg(self.settings.stream_max_len)
             .arg(self.settings.max_backlog)
+            .arg(has_idem)
             .invoke_async(&mut c)
             .await;
         let (kind, value): (String, String) = match reply {
@@ -82,6 +84,7 @@ impl Queue {
                     Ok(()) => {
                         self.enqueued
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        self.replicate(&mut c).await;
                         Ok(Enqueued::Created(job.id))
                     }
                     Err(e) => Err(e),
@@ -92,6 +95,7 @@ impl Queue {
             "created" => {
                 self.enqueued
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.replicate(&mut c).await;
                 Ok(Enqueued::Created(job.id))
             }
             "existing" => JobId::parse(&value)
@@ -140,6 +144,7 @@ impl Queue {
                 self.settle(&mut c, e, &self.keys.batch(batch_id)).await?;
                 self.enqueued
                     .fetch_add(jobs.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                self.replicate(&mut c).await;
                 return Ok(());
             }
         };
@@ -147,6 +152,7 @@ impl Queue {
             "created" => {
                 self.enqueued
                     .fetch_add(jobs.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                self.replicate(&mut c).await;
                 Ok(())
             }
             "full" => Err(QueueError::Full(value.parse().unwrap_or(0))),

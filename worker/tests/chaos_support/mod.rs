@@ -7,10 +7,11 @@
 pub mod fleet;
 pub mod resp;
 pub mod servers;
+pub mod topology;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use facecraft_contract::job::ObjectRef;
@@ -18,8 +19,21 @@ use facecraft_shared::config::QueueSettings;
 use facecraft_shared::queue::Queue;
 use facecraft_shared::store::ObjectStore;
 
-use fleet::Fleet;
+use fleet::{Fate, Fleet};
 use servers::{free_ports, RedisServer, WeedServer};
+use topology::Topology;
+
+/// Which Redis deployment a lab runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisKind {
+    /// One redis-server the lab may stop and restart (`Lab::redis`).
+    Single,
+    /// Primary, replica and three Sentinels (`Lab::topology`); a primary is judged down after
+    /// `down_after_ms`.
+    Sentinel { down_after_ms: u64 },
+    /// Three cluster primaries (`Lab::topology`).
+    Cluster,
+}
 
 /// Worker settings of the run (env names as the worker reads them).
 pub struct WorkerTuning {
@@ -41,9 +55,12 @@ pub struct Lab {
     pub queue: Queue,
     pub store: ObjectStore,
     pub fleet: Arc<Mutex<Fleet>>,
-    /// Locked only by the fault injector (and for the figures at the end).
-    pub redis: tokio::sync::Mutex<RedisServer>,
+    /// Locked only by the fault injector (and for the figures at the end); `None` on a
+    /// Sentinel or cluster deployment, which is in `topology`.
+    pub redis: tokio::sync::Mutex<Option<RedisServer>>,
+    pub topology: tokio::sync::Mutex<Option<Topology>>,
     pub weed: tokio::sync::Mutex<WeedServer>,
+    /// The single node's port, or the first data node's.
     pub redis_port: u16,
     api_stop: Option<tokio::sync::oneshot::Sender<()>>,
     /// Set when the run passed: the data and logs folder is then removed.
@@ -83,6 +100,16 @@ fn token(n: usize, alphabet: &[u8]) -> String {
 
 impl Lab {
     pub async fn start(tuning: &WorkerTuning) -> Self {
+        Self::start_on(tuning, RedisKind::Single, &[]).await
+    }
+
+    /// A lab on the given Redis deployment, the API and workers set with `env` besides the
+    /// lab's own settings (later entries win).
+    pub async fn start_on(tuning: &WorkerTuning, kind: RedisKind, extra: &[(&str, &str)]) -> Self {
+        let extra_env: Vec<(String, String)> = extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         let short = uuid::Uuid::now_v7().simple().to_string();
         let dir =
             std::env::temp_dir().join(format!("facecraft-chaos-{}", &short[short.len() - 12..]));
@@ -96,16 +123,36 @@ impl Lab {
         let mixed = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
         let (ak, sk) = (token(20, upper), token(40, mixed));
 
-        let redis = RedisServer::start(redis_port, &dir.join("redis")).await;
+        let (redis, mut topology) = match kind {
+            RedisKind::Single => (
+                Some(RedisServer::start(redis_port, &dir.join("redis")).await),
+                None,
+            ),
+            RedisKind::Sentinel { down_after_ms } => {
+                (None, Some(Topology::sentinel(&dir, down_after_ms).await))
+            }
+            RedisKind::Cluster => (None, Some(Topology::cluster(&dir).await)),
+        };
+        let (redis_url, redis_port) = match (&redis, &mut topology) {
+            (Some(r), _) => (r.url(), r.port),
+            (None, Some(t)) => {
+                let port = t.nodes_mut()[0].port;
+                ("redis://127.0.0.1:1/".to_owned(), port)
+            }
+            (None, None) => unreachable!("a lab has some redis"),
+        };
+        let mode_args = topology.as_ref().map(Topology::args).unwrap_or_default();
+        let mode_env = topology.as_ref().map(Topology::env).unwrap_or_default();
         let mut weed = WeedServer::start(&dir, weed_ports, &ak, &sk);
         let endpoint = weed.endpoint();
 
-        let mut settings = facecraft_api::Settings::try_parse_from([
+        let timeout_secs = tuning.s3_timeout_secs.to_string();
+        let mut args: Vec<&str> = vec![
             "facecraft-api",
             "--addr",
             "127.0.0.1:0",
             "--redis-url",
-            &redis.url(),
+            &redis_url,
             "--redis-prefix",
             &prefix,
             "--redis-timeout-ms",
@@ -117,9 +164,22 @@ impl Lab {
             "--s3-bucket",
             &bucket,
             "--s3-timeout-secs",
-            &tuning.s3_timeout_secs.to_string(),
-        ])
-        .unwrap();
+            &timeout_secs,
+        ];
+        args.extend(mode_args.iter().map(String::as_str));
+        let flags: Vec<String> = extra
+            .iter()
+            .filter(|(k, _)| k.starts_with("FACECRAFT_REDIS_"))
+            .flat_map(|(k, v)| {
+                let flag = k
+                    .trim_start_matches("FACECRAFT_")
+                    .to_lowercase()
+                    .replace('_', "-");
+                [format!("--{flag}"), (*v).to_owned()]
+            })
+            .collect();
+        args.extend(flags.iter().map(String::as_str));
+        let mut settings = facecraft_api::Settings::try_parse_from(args).unwrap();
         // The S3 settings read the AWS variables of this process (the dev-stack's); use ours.
         settings.s3.access_key_id = Some(ak.clone());
         settings.s3.secret_access_key = Some(sk.clone());
@@ -151,7 +211,7 @@ impl Lab {
 
         let models = models_dir();
         let mut env: Vec<(String, String)> = vec![
-            ("FACECRAFT_REDIS_URL", redis.url()),
+            ("FACECRAFT_REDIS_URL", redis_url.clone()),
             ("FACECRAFT_REDIS_PREFIX", prefix.clone()),
             ("FACECRAFT_REDIS_TIMEOUT_MS", "1000".into()),
             ("FACECRAFT_S3_ENDPOINT", endpoint),
@@ -194,6 +254,13 @@ impl Lab {
         if let Some(ort) = ort_dylib(&models) {
             env.push(("ORT_DYLIB_PATH".into(), ort.display().to_string()));
         }
+        let mut env: Vec<(String, String)> =
+            env.into_iter().chain(mode_env).chain(extra_env).collect();
+        // Later entries win.
+        let mut seen = std::collections::HashSet::new();
+        env.reverse();
+        env.retain(|(k, _)| seen.insert(k.clone()));
+        env.reverse();
         let fleet = Arc::new(Mutex::new(Fleet::new(&dir, env)));
 
         Self {
@@ -216,11 +283,43 @@ impl Lab {
             queue,
             store,
             fleet,
-            redis_port: redis.port,
+            redis_port,
             redis: tokio::sync::Mutex::new(redis),
+            topology: tokio::sync::Mutex::new(topology),
             weed: tokio::sync::Mutex::new(weed),
             api_stop: Some(tx),
             passed: false,
+        }
+    }
+
+    /// Waits until every worker of the fleet logged its start; panics if one exited.
+    pub async fn wait_workers_started(&self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let ready = {
+                let mut f = self.fleet.lock().unwrap();
+                f.poll();
+                for w in &f.workers {
+                    if let Fate::Exited(st) = &w.fate {
+                        panic!(
+                            "worker {} exited at start ({st}):\n{}",
+                            w.name,
+                            w.log_text()
+                        );
+                    }
+                }
+                f.workers
+                    .iter()
+                    .all(|w| w.log_text().contains("worker starting"))
+            };
+            if ready {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "workers did not start within 120 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
@@ -259,7 +358,12 @@ impl Drop for Lab {
             Err(poisoned) => poisoned.into_inner().kill_all(),
         }
         self.weed.get_mut().kill9();
-        self.redis.get_mut().kill9();
+        if let Some(r) = self.redis.get_mut() {
+            r.kill9();
+        }
+        if let Some(t) = self.topology.get_mut() {
+            t.kill_all();
+        }
         if self.passed && std::env::var_os("FACECRAFT_CHAOS_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         } else {

@@ -68,19 +68,76 @@ pub struct RedisServer {
     dir: PathBuf,
     child: Option<Child>,
     starts: u32,
+    /// A config file to start from (Sentinel needs one it can rewrite).
+    config: Option<PathBuf>,
+    /// Arguments after the common ones (replication, cluster mode).
+    extra: Vec<String>,
+    /// A Sentinel: no persistence arguments, `--sentinel`.
+    sentinel: bool,
 }
 
 impl RedisServer {
     pub async fn start(port: u16, dir: &Path) -> Self {
+        Self::start_with(port, dir, &[]).await
+    }
+
+    /// A data node with extra arguments, e.g. `--replicaof` or `--cluster-enabled yes`.
+    pub async fn start_with(port: u16, dir: &Path, extra: &[&str]) -> Self {
         std::fs::create_dir_all(dir).expect("redis data dir");
         let mut r = Self {
             port,
             dir: dir.to_owned(),
             child: None,
             starts: 0,
+            config: None,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            sentinel: false,
         };
         r.spawn().await;
         r
+    }
+
+    /// A Sentinel watching `master` at `primary_port` under the name `name`, with a quorum of
+    /// `quorum` and the given down-after time.
+    pub async fn start_sentinel(
+        port: u16,
+        dir: &Path,
+        name: &str,
+        primary_port: u16,
+        quorum: u32,
+        down_after_ms: u64,
+    ) -> Self {
+        std::fs::create_dir_all(dir).expect("sentinel dir");
+        let config = dir.join("sentinel.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "sentinel monitor {name} 127.0.0.1 {primary_port} {quorum}\n\
+                 sentinel down-after-milliseconds {name} {down_after_ms}\n\
+                 sentinel failover-timeout {name} 10000\n\
+                 sentinel parallel-syncs {name} 1\n"
+            ),
+        )
+        .expect("writing sentinel.conf");
+        let mut r = Self {
+            port,
+            dir: dir.to_owned(),
+            child: None,
+            starts: 0,
+            config: Some(config),
+            extra: Vec::new(),
+            sentinel: true,
+        };
+        r.spawn().await;
+        r
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     pub fn url(&self) -> String {
@@ -97,25 +154,37 @@ impl RedisServer {
         assert!(self.child.is_none(), "redis-server already running");
         self.starts += 1;
         let log = self.dir.join(format!("redis-{}.log", self.starts));
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                self.dir.to_str().expect("utf-8 path"),
+        let mut cmd = Command::new("redis-server");
+        if let Some(config) = &self.config {
+            cmd.arg(config);
+        }
+        if self.sentinel {
+            cmd.arg("--sentinel");
+        }
+        cmd.args([
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            self.dir.to_str().expect("utf-8 path"),
+            "--daemonize",
+            "no",
+            "--logfile",
+            log.to_str().expect("utf-8 path"),
+        ]);
+        if !self.sentinel {
+            cmd.args([
                 "--appendonly",
                 "yes",
                 "--appendfsync",
                 "always",
                 "--save",
                 "",
-                "--daemonize",
-                "no",
-                "--logfile",
-                log.to_str().expect("utf-8 path"),
-            ])
+            ]);
+        }
+        let child = cmd
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

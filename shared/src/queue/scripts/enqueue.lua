@@ -1,6 +1,6 @@
--- KEYS: stream, job hash, idempotency key ('' for none)
--- ARGV: id, job json, tenant, now, idem ttl, stream maxlen, max backlog
-if KEYS[3] ~= '' then
+-- KEYS: stream, job hash, idempotency key (a stand-in in the same slot when there is none)
+-- ARGV: id, job json, tenant, now, idem ttl, stream maxlen, max backlog, '1' if idempotent
+if ARGV[8] == '1' then
   local existing = redis.call('GET', KEYS[3])
   if existing then return {'existing', existing} end
 end
@@ -12,5 +12,5 @@ end
 redis.call('HSET', KEYS[2], 'state', 'queued', 'job', ARGV[2], 'tenant', ARGV[3],
   'attempts', 0, 'created_at', ARGV[4], 'updated_at', ARGV[4])
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[6], '*', 'id', ARGV[1])
-if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[5]) end
+if ARGV[8] == '1' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[5]) end
 return {'created', ARGV[1]}
