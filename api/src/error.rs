@@ -101,6 +101,15 @@ impl From<QueueError> for ApiError {
                 tracing::error!(error = %e, "redis unavailable");
                 Self::unavailable(ErrorCode::QueueUnavailable, 2)
             }
+            QueueError::NotReplicated { .. } => Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: ErrorCode::QueueUnavailable,
+                message: format!(
+                    "{e}; the job may or may not have been kept: submit again, with the same \
+                     idempotency key to get the same job if it was"
+                ),
+                retry_after: Some(1),
+            },
             other => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 other.code(),

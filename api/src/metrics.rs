@@ -56,8 +56,8 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     unreplicated.inc_by(state.queue.unreplicated_total());
     registry.register(
         "jobs_enqueued_unreplicated",
-        "Enqueues answered before FACECRAFT_REDIS_WAIT_REPLICAS replicas confirmed them (the \
-         primary had them)",
+        "Enqueues refused (503) because fewer than FACECRAFT_REDIS_WAIT_REPLICAS replicas \
+         confirmed them in time",
         unreplicated,
     );
     let open = Gauge::<i64>::default();

@@ -61,8 +61,8 @@ pub struct RedisSettings {
         default_value_t = 0
     )]
     pub wait_replicas: u32,
-    /// How long an enqueue waits for those replicas, in ms. The job is accepted either way (the
-    /// primary has it); a shortfall is logged and counted.
+    /// How long an enqueue waits for those replicas, in ms. Fewer in time: the API answers 503
+    /// `queue_unavailable` (the client submits again, with its idempotency key).
     #[arg(
         long = "redis-wait-timeout-ms",
         env = "FACECRAFT_REDIS_WAIT_TIMEOUT_MS",

@@ -337,6 +337,12 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// Drops this connection from its slot: the next command there connects afresh (and in
+    /// Sentinel mode asks for the current primary).
+    pub(crate) async fn discard(&self) {
+        self.owner.discard(self.index, self.generation).await;
+    }
+
     pub(crate) async fn wait_replicas(
         &mut self,
         key: &str,

@@ -47,12 +47,19 @@ pub enum QueueError {
     Protocol(String),
     #[error("redis settings: {0}")]
     Config(String),
+    /// `FACECRAFT_REDIS_WAIT_REPLICAS` replicas did not confirm a write in time. The write may
+    /// survive (the primary has it) or not (a failover in progress): the client retries, with
+    /// its idempotency key if it sent one.
+    #[error("only {got} of {want} replicas confirmed the write in time")]
+    NotReplicated { want: u32, got: u32 },
 }
 
 impl QueueError {
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Unavailable(_) | Self::Pool(_) => ErrorCode::QueueUnavailable,
+            Self::Unavailable(_) | Self::Pool(_) | Self::NotReplicated { .. } => {
+                ErrorCode::QueueUnavailable
+            }
             Self::Full(_) => ErrorCode::QueueFull,
             Self::Corrupt { .. } | Self::Protocol(_) | Self::Config(_) => ErrorCode::Internal,
         }
@@ -267,30 +274,37 @@ impl Queue {
     }
 
     /// With `FACECRAFT_REDIS_WAIT_REPLICAS` set, waits until that many replicas have the writes
-    /// made on `c` (Redis `WAIT`), at most the configured time. The primary has them either
-    /// way, so a shortfall is logged and counted, not reported to the client as a failure: a
-    /// client told "failed" would submit again and get a second job.
-    async fn replicate(&self, c: &mut conn::Conn) {
+    /// made on `c` (Redis `WAIT`), at most the configured time, and fails the enqueue when they
+    /// do not: a write only the primary has is lost if it fails over now, and a primary that a
+    /// planned failover is about to demote has no replicas left at all (measured by
+    /// `tests/failover.rs`: 45 accepted jobs lost in one switchover while shortfalls were
+    /// accepted). The connection is dropped too, so the next command asks Sentinel afresh.
+    async fn replicate(&self, c: &mut conn::Conn) -> Result<(), QueueError> {
         let want = self.redis.wait_replicas;
         if want == 0 {
-            return;
+            return Ok(());
         }
         let answer = c
             .wait_replicas(&self.keys.stream(), want, self.redis.wait_timeout())
             .await;
         let got = match answer {
-            Ok(got) if got >= want => return,
-            Ok(got) => got.to_string(),
-            Err(e) => format!("unknown ({e})"),
+            Ok(got) if got >= want => return Ok(()),
+            Ok(got) => got,
+            Err(e) => {
+                tracing::warn!(error = %e, "WAIT for replicas failed");
+                0
+            }
         };
         self.unreplicated
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        c.discard().await;
         tracing::warn!(
             want,
             got,
             timeout_ms = self.redis.wait_timeout_ms,
-            "enqueue accepted before enough replicas had it"
+            "enqueue refused: too few replicas confirmed it"
         );
+        Err(QueueError::NotReplicated { want, got })
     }
 
     /// PING, for readiness checks.

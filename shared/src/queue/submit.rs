@@ -82,9 +82,9 @@ impl Queue {
             Err(e) => {
                 return match self.settle(&mut c, e, &self.keys.job(&job.id)).await {
                     Ok(()) => {
+                        self.replicate(&mut c).await?;
                         self.enqueued
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        self.replicate(&mut c).await;
                         Ok(Enqueued::Created(job.id))
                     }
                     Err(e) => Err(e),
@@ -93,14 +93,21 @@ impl Queue {
         };
         match kind.as_str() {
             "created" => {
+                self.replicate(&mut c).await?;
                 self.enqueued
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.replicate(&mut c).await;
                 Ok(Enqueued::Created(job.id))
             }
-            "existing" => JobId::parse(&value)
-                .map(Enqueued::Existing)
-                .ok_or_else(|| QueueError::Protocol(format!("idempotency key holds `{value}`"))),
+            "existing" => {
+                let id = JobId::parse(&value).ok_or_else(|| {
+                    QueueError::Protocol(format!("idempotency key holds `{value}`"))
+                })?;
+                // A replay after a refused enqueue finds the job the refused attempt wrote;
+                // it is no safer now unless the replicas have it (Redis counts this
+                // connection's writes, which on a shared connection include most recent ones).
+                self.replicate(&mut c).await?;
+                Ok(Enqueued::Existing(id))
+            }
             "full" => Err(QueueError::Full(value.parse().unwrap_or(0))),
             other => Err(QueueError::Protocol(format!("enqueue answered `{other}`"))),
         }
@@ -142,17 +149,17 @@ impl Queue {
             Ok(reply) => reply,
             Err(e) => {
                 self.settle(&mut c, e, &self.keys.batch(batch_id)).await?;
+                self.replicate(&mut c).await?;
                 self.enqueued
                     .fetch_add(jobs.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                self.replicate(&mut c).await;
                 return Ok(());
             }
         };
         match kind.as_str() {
             "created" => {
+                self.replicate(&mut c).await?;
                 self.enqueued
                     .fetch_add(jobs.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                self.replicate(&mut c).await;
                 Ok(())
             }
             "full" => Err(QueueError::Full(value.parse().unwrap_or(0))),

@@ -117,6 +117,10 @@ impl Topology {
                         conf.to_str().expect("utf-8 path"),
                         "--cluster-node-timeout",
                         "2000",
+                        // A primary emptied by a reshard stays a primary (by default it would
+                        // become a replica of the node that took its slots).
+                        "--cluster-allow-replica-migration",
+                        "no",
                     ],
                 )
                 .await,
