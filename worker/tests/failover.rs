@@ -11,7 +11,7 @@
 //!
 //! Before the run, every queue operation (enqueue, idempotent enqueue, batch, read, start,
 //! progress, succeed, fail, retry and promote, reclaim, dead, requeue, cancel, forget, stats,
-//! rate limit, events) is exercised on the deployment directly.
+//! rate limit, events, worker announcements) is exercised on the deployment directly.
 //!
 //! Printed: accepted, terminal, lost (must be 0), re-deliveries and duplicate completions, the
 //! longest gap in service (the longest time without a successful submission while the submitter
@@ -40,7 +40,8 @@ use facecraft_contract::error::{ErrorCode, JobError};
 use facecraft_contract::job::{now_ms, Job, JobId, JobParams, JobState, ObjectRef, OutputSpec};
 use facecraft_shared::config::{QueueSettings, RedisSettings};
 use facecraft_shared::queue::{
-    CancelOutcome, Enqueued, ForgetOutcome, Queue, RateDecision, RateLimit, RequeueOutcome, Start,
+    CancelOutcome, DeviceInfo, Enqueued, ForgetOutcome, Queue, RateDecision, RateLimit,
+    RequeueOutcome, Start, WorkerAnnouncement,
 };
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -357,6 +358,26 @@ async fn queue_operations(topology: &Topology) {
         q.take_rate("t", limit).await.unwrap(),
         RateDecision::Limited(_)
     ));
+    // A worker's announcement, listed and withdrawn.
+    let me = WorkerAnnouncement {
+        name: "ops-a".into(),
+        version: "test".into(),
+        device: DeviceInfo {
+            kind: "cpu".into(),
+            name: None,
+            cuda_version: None,
+        },
+        models: BTreeMap::new(),
+        concurrency: 1,
+    };
+    q.announce(&me, Duration::from_secs(30)).await.unwrap();
+    let live = q.live_workers().await.unwrap();
+    assert_eq!(
+        live.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(),
+        ["ops-a"]
+    );
+    q.retire("ops-a").await.unwrap();
+    assert!(q.live_workers().await.unwrap().is_empty());
     println!("failover: every queue operation works on this deployment");
 }
 
