@@ -77,12 +77,18 @@ pub enum EngineError {
     NotLoaded(String),
     #[error("inference failed: {0}")]
     Inference(String),
+    /// `FACECRAFT_DEVICE=cuda` and CUDA cannot be used (no CUDA in the build or the runtime, no
+    /// device visible).
+    #[error("FACECRAFT_DEVICE=cuda, but {0}")]
+    DeviceUnavailable(String),
 }
 
 impl EngineError {
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::ModelUnavailable { .. } | Self::NotLoaded(_) => ErrorCode::ModelUnavailable,
+            Self::ModelUnavailable { .. } | Self::NotLoaded(_) | Self::DeviceUnavailable(_) => {
+                ErrorCode::ModelUnavailable
+            }
             Self::Inference(_) => ErrorCode::Internal,
         }
     }
@@ -92,6 +98,10 @@ impl EngineError {
 pub trait FaceDetector: Send + Sync {
     /// Short name for logs and errors, e.g. `hog`.
     fn name(&self) -> &'static str;
+    /// Where it runs: `cpu` or `cuda`.
+    fn device(&self) -> &'static str {
+        "cpu"
+    }
     /// Every face found, in any order.
     fn detect(&self, img: &RgbImage) -> Result<Vec<Detection>, EngineError>;
 }
@@ -99,12 +109,20 @@ pub trait FaceDetector: Send + Sync {
 /// Places landmarks on a detected face.
 pub trait Landmarker: Send + Sync {
     fn name(&self) -> &'static str;
+    /// Where it runs: `cpu` or `cuda`.
+    fn device(&self) -> &'static str {
+        "cpu"
+    }
     fn landmarks(&self, img: &RgbImage, face: &Rect) -> Result<FaceLandmarks, EngineError>;
 }
 
 /// Separates a person from the background.
 pub trait Segmenter: Send + Sync {
     fn name(&self) -> &'static str;
+    /// Where it runs: `cpu` or `cuda`.
+    fn device(&self) -> &'static str {
+        "cpu"
+    }
     /// A matte the size of `img`: 255 = person, 0 = background.
     fn matte(&self, img: &RgbImage) -> Result<GrayImage, EngineError>;
 }

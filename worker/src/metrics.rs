@@ -46,8 +46,20 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(slots: usize) -> Self {
+    /// `devices`: each engine and where it runs (`Engines::devices`).
+    pub fn new(slots: usize, devices: &[(&'static str, &'static str)]) -> Self {
         let mut registry = Registry::with_prefix("facecraft");
+        let engine_info = Family::<[(&'static str, &'static str); 2], Gauge>::default();
+        for (engine, device) in devices {
+            engine_info
+                .get_or_create(&[("engine", *engine), ("device", *device)])
+                .set(1);
+        }
+        registry.register(
+            "engine_info",
+            "The engines this worker loaded and the device each runs on (cpu or cuda)",
+            engine_info,
+        );
         let started = Counter::default();
         registry.register(
             "jobs_started",
@@ -231,7 +243,7 @@ mod tests {
 
     #[test]
     fn outcomes_and_stage_timings_are_exposed_with_labels() {
-        let m = Arc::new(Metrics::new(3));
+        let m = Arc::new(Metrics::new(3, &[("hog", "cpu"), ("u2netp", "cuda")]));
         let busy = m.busy();
         assert!(text(&m).contains("facecraft_worker_busy_slots 1\n"));
         drop(busy);
@@ -256,6 +268,8 @@ mod tests {
             "facecraft_stage_duration_seconds_bucket{le=\"1.024\",stage=\"decode\"} 0",
             "facecraft_worker_busy_slots 0",
             "facecraft_worker_slots 3",
+            "facecraft_engine_info{engine=\"hog\",device=\"cpu\"} 1",
+            "facecraft_engine_info{engine=\"u2netp\",device=\"cuda\"} 1",
         ] {
             assert!(t.lines().any(|l| l == line), "no `{line}` in\n{t}");
         }

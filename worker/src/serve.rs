@@ -53,7 +53,7 @@ where
     tracing::info!(?engines, "models loaded");
     let name = settings.consumer_name();
     let concurrency = settings.concurrency();
-    let metrics = Arc::new(Metrics::new(concurrency));
+    let metrics = Arc::new(Metrics::new(concurrency, &engines.devices()));
     let metrics_server = start_metrics(&settings, &metrics, &queue).await?;
     tracing::info!(worker = %name, concurrency, "worker starting");
 
@@ -295,15 +295,24 @@ fn announcement(ctx: &Ctx) -> WorkerAnnouncement {
     WorkerAnnouncement {
         name: ctx.name.clone(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        device: device(),
+        device: device(&ctx.engines.devices()),
         models,
         concurrency: ctx.settings.concurrency(),
     }
 }
 
-/// The device the engines run on. A CUDA build asks ONNX Runtime for CUDA, which falls back to
-/// the CPU without saying so: such a worker reports `cuda_requested`, not `cuda`.
-fn device() -> DeviceInfo {
+/// The device the engines run on: `cuda` when any engine got ONNX Runtime's CUDA provider
+/// (`FACECRAFT_DEVICE`, checked at load), else `cpu` with the CPU's name.
+fn device(devices: &[(&'static str, &'static str)]) -> DeviceInfo {
+    if devices.iter().any(|(_, d)| *d == "cuda") {
+        return DeviceInfo {
+            kind: "cuda".to_owned(),
+            // Which GPU, and the CUDA version, come with the GPU lane (issue 10), which will
+            // ask the driver; ONNX Runtime does not tell.
+            name: None,
+            cuda_version: None,
+        };
+    }
     let cpu_name = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
         s.lines()
             .find(|l| l.starts_with("model name"))
@@ -311,12 +320,7 @@ fn device() -> DeviceInfo {
             .map(|(_, v)| v.trim().to_owned())
     });
     DeviceInfo {
-        kind: if cfg!(feature = "cuda") {
-            "cuda_requested"
-        } else {
-            "cpu"
-        }
-        .to_owned(),
+        kind: "cpu".to_owned(),
         name: cpu_name,
         cuda_version: None,
     }

@@ -57,3 +57,27 @@ fn several_files_at_once_each_get_their_portrait_or_their_error() {
     assert_eq!(stdout.matches("    quality: ").count(), 3, "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_cuda_device_on_a_build_without_cuda_is_refused_at_start() {
+    let output = Command::new(env!("CARGO_BIN_EXE_facecraft-worker"))
+        .current_dir(repo())
+        .args(["process", "--out"])
+        .arg(std::env::temp_dir().join("facecraft-process-cuda"))
+        .arg(repo().join("testdata/astronaut.png"))
+        .env("FACECRAFT_DEVICE", "cuda")
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // A CUDA build here has no GPU and a CPU-only ONNX Runtime, so the provider cannot
+    // register either: in both builds the start must fail rather than fall back to the CPU.
+    assert!(!output.status.success(), "{all}");
+    assert!(all.contains("FACECRAFT_DEVICE=cuda"), "{all}");
+    if !cfg!(feature = "cuda") {
+        assert!(all.contains("no CUDA support"), "{all}");
+    }
+}

@@ -53,10 +53,23 @@ pub struct EngineSettings {
     /// by the jobs it runs at once), a number, or 0 to let ONNX Runtime decide.
     #[arg(long, env = "FACECRAFT_ONNX_THREADS", default_value = "auto")]
     pub onnx_threads: OnnxThreads,
+    /// Where the ONNX models run: `cpu`; `cuda` (start fails unless ONNX Runtime's CUDA
+    /// provider registers); `auto` (CUDA where this build and the machine allow it, else the
+    /// CPU, logged per model).
+    #[arg(long, env = "FACECRAFT_DEVICE", value_enum, default_value_t = Device::Auto)]
+    pub device: Device,
     /// Jobs the caller runs at once (the worker's concurrency; 1 for `process`), for
     /// `onnx_threads = auto`. Set by the binary, not a flag.
     #[arg(skip = 1usize)]
     pub jobs_at_once: usize,
+}
+
+/// Where ONNX models run (`FACECRAFT_DEVICE`). dlib's engines always run on the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Device {
+    Cpu,
+    Cuda,
+    Auto,
 }
 
 /// ONNX Runtime's intra-op threads per inference.
@@ -114,6 +127,7 @@ impl EngineSettings {
             segmentation_models: vec!["u2netp".into()],
             landmarks: 5,
             onnx_threads: OnnxThreads::Fixed(1),
+            device: Device::Cpu,
             jobs_at_once: 1,
         }
     }
@@ -128,6 +142,13 @@ impl EngineSettings {
         }
         if !matches!(self.landmarks, 5 | 68) {
             return Err("FACECRAFT_LANDMARKS must be 5 or 68".into());
+        }
+        if self.device == Device::Cuda && !cfg!(feature = "cuda") {
+            return Err(
+                "FACECRAFT_DEVICE=cuda, but this build has no CUDA support (the worker-gpu image \
+                 has; cargo feature `cuda`)"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -201,6 +222,14 @@ impl Engines {
         detectors.chain(landmarks).chain(segmenters).collect()
     }
 
+    /// Where each engine runs, as `(engine name, device)`; the device is `cpu` or `cuda`.
+    pub fn devices(&self) -> Vec<(&'static str, &'static str)> {
+        let detectors = self.detectors.iter().map(|(_, d)| (d.name(), d.device()));
+        let landmarks = self.landmarker.iter().map(|l| (l.name(), l.device()));
+        let segmenters = self.segmenters.iter().map(|(_, s)| (s.name(), s.device()));
+        detectors.chain(landmarks).chain(segmenters).collect()
+    }
+
     /// Loads every configured model; the first missing or broken file is the error.
     pub fn load(s: &EngineSettings) -> Result<Self, EngineError> {
         s.validate().map_err(EngineError::NotLoaded)?;
@@ -209,6 +238,7 @@ impl Engines {
         #[cfg(feature = "onnx")]
         let onnx_params = onnx::OnnxParams {
             intra_threads: s.onnx_threads.resolve(s.jobs_at_once),
+            device: s.device,
         };
         #[cfg(feature = "onnx")]
         tracing::info!(
@@ -320,6 +350,8 @@ impl Engines {
         }
         tracing::info!(
             ms = started.elapsed().as_millis() as u64,
+            setting = ?s.device,
+            devices = ?engines.devices(),
             "models loaded in parallel"
         );
         Ok(engines)
@@ -392,6 +424,50 @@ fn name_of<T: serde::Serialize>(v: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_device_is_cpu_cuda_or_auto_and_cuda_needs_a_cuda_build() {
+        use clap::ValueEnum;
+        assert_eq!(Device::from_str("cuda", false), Ok(Device::Cuda));
+        assert!(Device::from_str("gpu", false).is_err());
+        let mut s = EngineSettings::from_env_for_tests();
+        for d in [Device::Cpu, Device::Auto] {
+            s.device = d;
+            assert_eq!(s.validate(), Ok(()));
+        }
+        s.device = Device::Cuda;
+        let checked = s.validate();
+        if cfg!(feature = "cuda") {
+            assert_eq!(checked, Ok(()));
+        } else {
+            let e = checked.unwrap_err();
+            assert!(
+                e.contains("FACECRAFT_DEVICE=cuda") && e.contains("no CUDA support"),
+                "{e}"
+            );
+            let e = Engines::load(&s).unwrap_err();
+            assert!(e.to_string().contains("no CUDA support"), "{e}");
+        }
+    }
+
+    #[cfg(feature = "onnx")]
+    #[test]
+    fn on_a_cpu_build_auto_puts_every_engine_on_the_cpu() {
+        let mut s = EngineSettings::from_env_for_tests();
+        s.detectors = vec!["hog".into(), "retinaface".into()];
+        s.device = Device::Auto;
+        let engines = Engines::load(&s).unwrap();
+        let devices = engines.devices();
+        assert!(devices.iter().any(|(e, _)| *e == "u2netp"), "{devices:?}");
+        let want = if cfg!(feature = "cuda") {
+            None
+        } else {
+            Some("cpu")
+        };
+        if let Some(want) = want {
+            assert!(devices.iter().all(|(_, d)| *d == want), "{devices:?}");
+        }
+    }
 
     #[test]
     fn onnx_threads_are_auto_or_a_number() {

@@ -160,11 +160,16 @@ pub struct OnnxParams {
     /// several jobs at once, and they scale better across jobs than inside one. 0 lets ONNX
     /// Runtime pick (one per physical core).
     pub intra_threads: usize,
+    /// Where sessions run (`FACECRAFT_DEVICE`).
+    pub device: super::Device,
 }
 
 impl Default for OnnxParams {
     fn default() -> Self {
-        Self { intra_threads: 1 }
+        Self {
+            intra_threads: 1,
+            device: super::Device::Cpu,
+        }
     }
 }
 
@@ -184,6 +189,8 @@ pub(crate) struct TensorF32 {
 pub(crate) struct OnnxSession {
     session: Mutex<Session>,
     path: PathBuf,
+    /// `cpu` or `cuda`: where the session got its execution provider.
+    device: &'static str,
     inputs: Vec<String>,
     outputs: Vec<String>,
     input_shapes: Vec<Option<Vec<i64>>>,
@@ -207,6 +214,31 @@ impl OnnxSession {
         if !path.is_file() {
             return Err(model_error(path, "no such file"));
         }
+        use super::Device;
+        match params.device {
+            Device::Cpu => Self::load_on(path, params, false),
+            Device::Cuda => Self::load_on(path, params, true),
+            Device::Auto if cfg!(feature = "cuda") => {
+                Self::load_on(path, params, true).or_else(|e| match e {
+                    EngineError::DeviceUnavailable(why) => {
+                        tracing::warn!(
+                            model = %path.display(),
+                            reason = why,
+                            "FACECRAFT_DEVICE=auto: CUDA cannot be used, running on the CPU"
+                        );
+                        Self::load_on(path, params, false)
+                    }
+                    other => Err(other),
+                })
+            }
+            Device::Auto => Self::load_on(path, params, false),
+        }
+    }
+
+    /// Opens `path` on the CPU, or with ONNX Runtime's CUDA provider, which must register
+    /// (its failure is [`EngineError::DeviceUnavailable`]; ONNX Runtime would otherwise fall
+    /// back to the CPU with no more than a log line).
+    fn load_on(path: &Path, params: &OnnxParams, cuda: bool) -> Result<Self, EngineError> {
         let env = environment()?;
         let builder_error = |e: ort::Error<_>| model_error(path, format!("session options: {e}"));
         let builder = Session::builder(env)
@@ -221,12 +253,26 @@ impl OnnxSession {
             // Spinning pool threads would burn cores that the worker's other jobs need.
             .with_intra_op_spinning(false)
             .map_err(builder_error)?;
-        // GPU images: ask for CUDA first. ONNX Runtime falls back to the CPU (with a logged
-        // error) when the library has no CUDA provider or no device is visible.
         #[cfg(feature = "cuda")]
-        let builder = builder
-            .with_execution_providers([ort::ep::CUDA::default().build()])
-            .map_err(builder_error)?;
+        let builder = if cuda {
+            builder
+                .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
+                .map_err(|e| {
+                    EngineError::DeviceUnavailable(format!(
+                        "ONNX Runtime's CUDA provider does not register for {}: {e}",
+                        path.display()
+                    ))
+                })?
+        } else {
+            builder
+        };
+        #[cfg(not(feature = "cuda"))]
+        if cuda {
+            return Err(EngineError::DeviceUnavailable(
+                "this build has no CUDA support (the worker-gpu image has; cargo feature `cuda`)"
+                    .into(),
+            ));
+        }
         let mut builder = builder;
         let session = builder
             .commit_from_file(path)
@@ -243,6 +289,7 @@ impl OnnxSession {
         };
         Ok(Self {
             path: path.to_path_buf(),
+            device: if cuda { "cuda" } else { "cpu" },
             inputs: names(session.inputs()),
             outputs: names(session.outputs()),
             input_shapes: shapes(session.inputs()),
@@ -253,6 +300,10 @@ impl OnnxSession {
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub(crate) fn device(&self) -> &'static str {
+        self.device
     }
 
     pub(crate) fn input_names(&self) -> &[String] {

@@ -100,6 +100,10 @@ impl FaceDetector for RetinaFace {
         "retinaface"
     }
 
+    fn device(&self) -> &'static str {
+        self.session.device()
+    }
+
     fn detect(&self, img: &RgbImage) -> Result<Vec<Detection>, EngineError> {
         let (orig_w, orig_h) = img.dimensions();
         if orig_w == 0 || orig_h == 0 {

@@ -100,6 +100,10 @@ impl Segmenter for U2Net {
         self.name
     }
 
+    fn device(&self) -> &'static str {
+        self.session.device()
+    }
+
     fn matte(&self, img: &RgbImage) -> Result<GrayImage, EngineError> {
         if img.width() == 0 || img.height() == 0 {
             return Err(EngineError::Inference("empty image".into()));

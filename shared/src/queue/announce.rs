@@ -15,8 +15,8 @@ use super::{Queue, QueueError};
 /// The compute device a worker's engines run on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceInfo {
-    /// `cpu`, or `cuda_requested` for a CUDA build whose ONNX Runtime may still have fallen back
-    /// to the CPU (it does not say).
+    /// `cpu`, or `cuda` when an engine runs on ONNX Runtime's CUDA provider (`FACECRAFT_DEVICE`;
+    /// the provider must register, so a silent CPU fallback cannot report `cuda`).
     #[serde(rename = "type")]
     pub kind: String,
     /// The processor's model name, when the system tells it.
