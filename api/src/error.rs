@@ -58,6 +58,20 @@ impl ApiError {
             retry_after: Some(retry_after),
         }
     }
+
+    /// This error in the shape the route at `path` answers in: the Python service's routes
+    /// (`/api/*`, `/status`, `/ready`, `/health`) in theirs, `/api/v1/process` in its own (with
+    /// `success: false`), every other route in ours. The one rule for errors made outside a
+    /// handler (rejections, body limits).
+    pub(crate) fn into_response_for(self, path: &str) -> Response {
+        if path == "/api/v1/process" {
+            CompatError::from(self).process().into_response()
+        } else if path.starts_with("/api/") || matches!(path, "/status" | "/ready" | "/health") {
+            CompatError::from(self).into_response()
+        } else {
+            self.into_response()
+        }
+    }
 }
 
 impl IntoResponse for ApiError {

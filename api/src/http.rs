@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::IntoResponse;
 use axum::response::Response;
 use facecraft_contract::ErrorCode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -21,7 +20,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::Instrument;
 
-use crate::error::{ApiError, CompatError};
+use crate::error::ApiError;
 
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -107,14 +106,7 @@ pub(crate) async fn json_errors(req: Request, next: Next) -> Response {
         text
     };
     let error = ApiError::new(status, code, message);
-    let mut json = if path == "/api/v1/process" {
-        CompatError::from(error).process().into_response()
-    } else if path.starts_with("/api/") || matches!(path.as_str(), "/status" | "/ready" | "/health")
-    {
-        CompatError::from(error).into_response()
-    } else {
-        error.into_response()
-    };
+    let mut json = error.into_response_for(&path);
     parts.headers.remove(header::CONTENT_TYPE);
     parts.headers.remove(header::CONTENT_LENGTH);
     for (name, value) in parts.headers {

@@ -19,12 +19,12 @@ use axum::extract::{Request, State};
 use axum::http::header::{CONNECTION, CONTENT_LENGTH, EXPECT};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::Bytes;
 use facecraft_contract::ErrorCode;
 use http_body::{Frame, SizeHint};
 
-use crate::error::{ApiError, CompatError};
+use crate::error::ApiError;
 
 /// What the layer refuses at once, and how much of an unread body it may read and throw away,
 /// for how long.
@@ -150,12 +150,7 @@ fn too_large(uri: &Uri, declared: u64, largest: u64) -> Response {
             "a request body of {declared} bytes is over the largest this API takes ({largest})"
         ),
     );
-    // The old service's paths answer in their own error shape.
-    if uri.path().starts_with("/api/") {
-        CompatError::from(error).into_response()
-    } else {
-        error.into_response()
-    }
+    error.into_response_for(uri.path())
 }
 
 /// Reads `body` to its end, keeping nothing; refuses past `max_bytes`.
