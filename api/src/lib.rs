@@ -148,7 +148,7 @@ impl Application {
             started: std::time::Instant::now(),
             http_metrics: Arc::default(),
         });
-        let router = routes::router(state, &settings, &openapi::spec());
+        let router = routes::router(state, &settings, &openapi::spec(settings.max_batch_size));
         let listener = TcpListener::bind(&settings.addr)
             .await
             .with_context(|| format!("binding {}", settings.addr))?;

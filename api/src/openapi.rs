@@ -224,9 +224,29 @@ impl Modify for ErrorCodes {
     }
 }
 
-/// The document, built once at start.
-pub(crate) fn spec() -> Document {
-    ApiDoc::openapi()
+/// The document, built once at start, with the batch limit this process enforces
+/// (`FACECRAFT_MAX_BATCH_SIZE`) as the `maxItems` of both batch routes: a client or fuzzer
+/// reading the document sees the limit it will meet.
+pub(crate) fn spec(max_batch_size: usize) -> Document {
+    let mut doc = ApiDoc::openapi();
+    set_max_items(&mut doc, "BatchRequest", "inputs", max_batch_size);
+    set_max_items(&mut doc, "BatchUpload", "files", max_batch_size);
+    doc
+}
+
+fn set_max_items(doc: &mut Document, schema: &str, field: &str, max: usize) {
+    let object = doc
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut(schema));
+    if let Some(RefOr::T(Schema::Object(object))) = object {
+        if let Some(RefOr::T(Schema::Array(array))) = object.properties.get_mut(field) {
+            array.max_items = Some(max);
+            return;
+        }
+    }
+    // The schema is ours: a rename must update this too.
+    tracing::error!(schema, field, "no such array in the OpenAPI document");
 }
 
 #[cfg(test)]

@@ -319,8 +319,9 @@ pub(crate) struct CompatReady {
 #[schema(as = BatchRequest)]
 #[allow(dead_code)]
 pub(crate) struct BatchRequestDoc {
-    /// 1 to `FACECRAFT_MAX_BATCH_SIZE` (default 50) photos in S3.
-    #[schema(min_items = 1, max_items = 50)]
+    /// 1 to `FACECRAFT_MAX_BATCH_SIZE` (default 50) photos in S3; the served document's
+    /// `maxItems` is the configured value (`openapi::spec`).
+    #[schema(min_items = 1)]
     inputs: Vec<crate::submit::InputRef>,
     params: Option<JobParams>,
     output: Option<crate::submit::OutputRequest>,

@@ -13,7 +13,18 @@ use tower::ServiceExt;
 use super::*;
 
 fn document() -> Value {
-    serde_json::from_str(&spec().to_json().unwrap()).unwrap()
+    serde_json::from_str(&spec(50).to_json().unwrap()).unwrap()
+}
+
+#[test]
+fn both_batch_routes_document_the_configured_limit() {
+    let doc: Value = serde_json::from_str(&spec(7).to_json().unwrap()).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["BatchRequest"]["properties"]["inputs"]["maxItems"],
+        7
+    );
+    assert_eq!(schemas["BatchUpload"]["properties"]["files"]["maxItems"], 7);
 }
 
 /// `(METHOD, path)` of every documented operation.
@@ -42,7 +53,7 @@ const METHODS: [Method; 5] = [
 
 #[test]
 fn the_document_parses_as_openapi_3_1() {
-    let json = spec().to_pretty_json().unwrap();
+    let json = spec(50).to_pretty_json().unwrap();
     let parsed = oas3::from_json(&json).expect("an OpenAPI 3.1 model reads the document");
     let version = parsed.validate_version().unwrap();
     assert_eq!((version.major, version.minor), (3, 1), "{version}");
@@ -326,7 +337,7 @@ async fn router() -> axum::Router {
         started: std::time::Instant::now(),
         http_metrics: Arc::default(),
     });
-    crate::routes::router(state, &settings, &spec())
+    crate::routes::router(state, &settings, &spec(settings.max_batch_size))
 }
 
 /// Whether the router answered from a route rather than its 404/405 fallbacks.
