@@ -180,25 +180,13 @@ struct Fixtures {
 }
 
 async fn fixtures(lab: &Lab) -> Fixtures {
-    let png = std::fs::read(
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/astronaut.png"),
-    )
-    .expect("testdata/astronaut.png");
+    let png = lab.put_photo_and_grey().await;
     let img = image::load_from_memory(&png).unwrap().to_rgb8();
     let mut jpg = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpg, 90)
         .encode_image(&img)
         .unwrap();
-    let grey = image::RgbImage::from_pixel(96, 96, image::Rgb([128, 128, 128]));
-    let mut grey_png = Vec::new();
-    grey.write_to(
-        &mut std::io::Cursor::new(&mut grey_png),
-        image::ImageFormat::Png,
-    )
-    .unwrap();
-    lab.put("inputs/astronaut.png", png).await;
     lab.put("inputs/astronaut.jpg", jpg.clone()).await;
-    lab.put("inputs/grey.png", grey_png).await;
     Fixtures {
         jpg,
         not_image: b"%PDF-1.4\n% not an image at all\n".to_vec(),

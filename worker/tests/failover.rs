@@ -432,19 +432,7 @@ struct Book {
 }
 
 async fn fixtures(lab: &Lab) {
-    let png = std::fs::read(
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/astronaut.png"),
-    )
-    .expect("testdata/astronaut.png");
-    let grey = image::RgbImage::from_pixel(96, 96, image::Rgb([128, 128, 128]));
-    let mut grey_png = Vec::new();
-    grey.write_to(
-        &mut std::io::Cursor::new(&mut grey_png),
-        image::ImageFormat::Png,
-    )
-    .unwrap();
-    lab.put("inputs/astronaut.png", png).await;
-    lab.put("inputs/grey.png", grey_png).await;
+    lab.put_photo_and_grey().await;
     lab.put("inputs/doc.png", b"%PDF-1.4\n% not an image\n".to_vec())
         .await;
 }

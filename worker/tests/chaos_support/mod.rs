@@ -167,17 +167,12 @@ impl Lab {
             &timeout_secs,
         ];
         args.extend(mode_args.iter().map(String::as_str));
-        let flags: Vec<String> = extra
-            .iter()
-            .filter(|(k, _)| k.starts_with("FACECRAFT_REDIS_"))
-            .flat_map(|(k, v)| {
-                let flag = k
-                    .trim_start_matches("FACECRAFT_")
-                    .to_lowercase()
-                    .replace('_', "-");
-                [format!("--{flag}"), (*v).to_owned()]
-            })
-            .collect();
+        let flags = topology::flags(
+            extra
+                .iter()
+                .copied()
+                .filter(|(k, _)| k.starts_with("FACECRAFT_REDIS_")),
+        );
         args.extend(flags.iter().map(String::as_str));
         let mut settings = facecraft_api::Settings::try_parse_from(args).unwrap();
         // The S3 settings read the AWS variables of this process (the dev-stack's); use ours.
@@ -339,6 +334,25 @@ impl Lab {
             .put(&self.obj(key), bytes.into(), "application/octet-stream")
             .await
             .unwrap();
+    }
+
+    /// Puts the inputs both fault tests use: `inputs/astronaut.png` (one face) and
+    /// `inputs/grey.png` (a uniform grey picture, no face); answers the photo's bytes.
+    pub async fn put_photo_and_grey(&self) -> Vec<u8> {
+        let png = std::fs::read(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/astronaut.png"),
+        )
+        .expect("testdata/astronaut.png");
+        let grey = image::RgbImage::from_pixel(96, 96, image::Rgb([128, 128, 128]));
+        let mut grey_png = Vec::new();
+        grey.write_to(
+            &mut std::io::Cursor::new(&mut grey_png),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+        self.put("inputs/astronaut.png", png.clone()).await;
+        self.put("inputs/grey.png", grey_png).await;
+        png
     }
 
     /// Redis command on the lab's server.

@@ -194,17 +194,12 @@ impl Topology {
     /// The same settings as command-line flags, for the in-process API (but the URL, which the
     /// lab passes itself).
     pub fn args(&self) -> Vec<String> {
-        self.env()
-            .into_iter()
-            .filter(|(k, _)| k != "FACECRAFT_REDIS_URL")
-            .flat_map(|(k, v)| {
-                let flag = k
-                    .trim_start_matches("FACECRAFT_")
-                    .to_lowercase()
-                    .replace('_', "-");
-                [format!("--{flag}"), v]
-            })
-            .collect()
+        let env = self.env();
+        flags(
+            env.iter()
+                .filter(|(k, _)| k != "FACECRAFT_REDIS_URL")
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )
     }
 
     pub fn nodes_mut(&mut self) -> &mut Vec<RedisServer> {
@@ -280,6 +275,20 @@ pub async fn node_id(port: u16) -> Option<String> {
         .ok()?
         .as_str()
         .map(str::to_owned)
+}
+
+/// `FACECRAFT_REDIS_SENTINELS=x` as `--redis-sentinels x`: the flag clap derives from each
+/// variable's name, for the in-process API.
+pub fn flags<'a>(env: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<String> {
+    env.into_iter()
+        .flat_map(|(k, v)| {
+            let flag = k
+                .trim_start_matches("FACECRAFT_")
+                .to_lowercase()
+                .replace('_', "-");
+            [format!("--{flag}"), v.to_owned()]
+        })
+        .collect()
 }
 
 /// Polls `check` every 100 ms until it holds; panics after `within`.
