@@ -15,8 +15,8 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use facecraft_contract::job::{
-    Format, JobId, JobParams, JobState, JobStatus, ObjectRef, OutputObject, Preset, QualityPolicy,
-    QualityReport, QualityWarning, Rgb,
+    Format, JobId, JobParams, JobState, JobStatus, Lane, ObjectRef, OutputObject, Preset,
+    QualityPolicy, QualityReport, QualityWarning, Rgb,
 };
 use facecraft_contract::ErrorCode;
 use facecraft_shared::queue::{CancelOutcome, ForgetOutcome, ModelInfo, WorkerAnnouncement};
@@ -148,7 +148,12 @@ pub(crate) fn process_form(
             "background_b" => rgb[2] = parse_num(name, v, "an integer 0-255")?,
             "face_margin" => p.face_margin = parse_num(name, v, "a number")?,
             "use_oval_mask" => p.oval_mask = parse_bool(name, v)?,
-            "enhance_face" => p.enhance = parse_bool(name, v)?,
+            // The old service's face restoration: on, it sends the job to the GPU lane (and
+            // keeps our colour enhancement); off, the face is left as it is, colour included.
+            "enhance_face" => {
+                p.restore = parse_bool(name, v)?;
+                p.enhance = p.enhance && p.restore;
+            }
             "enhance_fidelity" => p.enhance_fidelity = parse_num(name, v, "a number")?,
             "return_base64" => return_base64 = parse_bool(name, v)?,
             // Applied before the other fields, above.
@@ -805,20 +810,23 @@ async fn health() -> Json<Value> {
     tag = "compat",
     operation_id = "compat_ready",
     responses(
-        (status = 200, description = "Redis and S3 answer.", body = CompatReady, example = json!({"ready": true, "models_loaded": true, "status": "ready", "redis": "ok", "s3": "ok"})),
-        (status = 503, description = "Redis or S3 does not answer (a readiness report, not an error body).", body = CompatReady, example = json!({"ready": false, "models_loaded": false, "status": "not_ready", "redis": "ok", "s3": "unavailable"})),
+        (status = 200, description = "Redis and S3 answer.", body = CompatReady, example = json!({"ready": true, "models_loaded": true, "status": "ready", "redis": "ok", "s3": "ok", "lanes": {"cpu": true, "gpu": false}})),
+        (status = 503, description = "Redis or S3 does not answer (a readiness report, not an error body).", body = CompatReady, example = json!({"ready": false, "models_loaded": false, "status": "not_ready", "redis": "ok", "s3": "unavailable", "lanes": {"cpu": null, "gpu": null}})),
     ),
 )]
 async fn ready(State(state): State<Shared>) -> Response {
     let (r, workers) = tokio::join!(state.readiness(), state.queue.live_workers());
     // Models live in the workers: loaded when a worker alive now announced any.
-    let models_loaded = workers.is_ok_and(|w| w.iter().any(|w| !w.models.is_empty()));
+    let models_loaded = workers
+        .as_ref()
+        .is_ok_and(|w| w.iter().any(|w| !w.models.is_empty()));
     let body = json!({
         "ready": r.ok(),
         "models_loaded": models_loaded,
         "status": if r.ok() { "ready" } else { "not_ready" },
         "redis": Probe::word(r.redis),
         "s3": Probe::word(r.s3),
+        "lanes": crate::routes::health::lanes_served(&workers),
     });
     (r.status(), Json(body)).into_response()
 }
@@ -832,19 +840,30 @@ async fn ready(State(state): State<Shared>) -> Response {
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "Version, uptime, workers seen (`XINFO CONSUMERS`), queue figures, the mean processing time of succeeded jobs, and the old service's `device`, `models` (from the live workers' announcements) and `statistics`.", body = Object,
-            example = json!({"status": "ok", "version": "0.1.0", "uptime_seconds": 3600, "workers": {"seen": 2, "active": 2, "consumers": [{"name": "worker-a", "pending": 1, "idle_ms": 120}]}, "queue": {"stream_len": 3, "pending": 1, "delayed": 0, "dead": 0}, "jobs": {"succeeded": 120, "failed": 4, "average_processing_time_ms": 1830}, "device": {"type": "cpu", "name": "AMD EPYC 7B13", "cuda_version": null}, "models": {"hog": {"loaded": true, "type": "detection"}, "dlib68": {"loaded": true, "type": "landmarks"}, "u2netp": {"loaded": true, "type": "segmentation"}}, "statistics": {"total_processed": 124, "success_rate": 0.9677, "avg_processing_ms": 1830}})),
+            example = json!({"status": "ok", "version": "0.1.0", "uptime_seconds": 3600, "workers": {"seen": 2, "active": 2, "consumers": [{"name": "worker-a", "pending": 1, "idle_ms": 120}]}, "queue": {"stream_len": 3, "pending": 1, "delayed": 0, "dead": 0}, "lanes": {"cpu": {"workers": 2, "stream_len": 3, "pending": 1, "delayed": 0}, "gpu": {"workers": 0, "stream_len": 0, "pending": 0, "delayed": 0}}, "jobs": {"succeeded": 120, "failed": 4, "average_processing_time_ms": 1830}, "device": {"type": "cpu", "name": "AMD EPYC 7B13", "cuda_version": null}, "models": {"hog": {"loaded": true, "type": "detection"}, "dlib68": {"loaded": true, "type": "landmarks"}, "u2netp": {"loaded": true, "type": "segmentation"}}, "statistics": {"total_processed": 124, "success_rate": 0.9677, "avg_processing_ms": 1830}})),
         (status = 503, description = "Redis unreachable; see `Retry-After`.", body = CompatErrorBody, example = json!({"detail": "queue_unavailable", "message": "a backing service is unavailable; retry later"})),
         CompatAuthErrors,
     ),
 )]
 async fn status(State(state): State<Shared>, _: CompatCaller) -> Result<Json<Value>, CompatError> {
-    let (workers, finished, queue, live) = tokio::join!(
+    let (workers, finished, queue, gpu_queue, live) = tokio::join!(
         state.queue.workers(),
         state.queue.finished_stats(),
-        state.queue.stats(),
+        state.queue.lane_stats(Lane::Cpu),
+        state.queue.lane_stats(Lane::Gpu),
         state.queue.live_workers()
     );
-    let (workers, finished, queue, live) = (workers?, finished?, queue?, live?);
+    let (workers, finished, queue, gpu_queue, live) =
+        (workers?, finished?, queue?, gpu_queue?, live?);
+    let per_lane = crate::routes::health::lane_workers(&live);
+    let lane = |l: Lane, stats: &facecraft_shared::queue::QueueStats| {
+        json!({
+            "workers": per_lane.get(&l).copied().unwrap_or(0),
+            "stream_len": stats.stream_len,
+            "pending": stats.pending,
+            "delayed": stats.delayed,
+        })
+    };
     let total = finished.succeeded + finished.failed;
     // A living worker reads or renews its lease well within the lease timeout.
     let lease = state.queue.settings().lease_timeout_ms;
@@ -859,6 +878,11 @@ async fn status(State(state): State<Shared>, _: CompatCaller) -> Result<Json<Val
             "consumers": workers,
         },
         "queue": queue,
+        // Live workers (announced) and figures per lane; `queue` above is the CPU lane's.
+        "lanes": {
+            "cpu": lane(Lane::Cpu, &queue),
+            "gpu": lane(Lane::Gpu, &gpu_queue),
+        },
         "jobs": {
             "succeeded": finished.succeeded,
             "failed": finished.failed,
@@ -939,7 +963,7 @@ mod tests {
         assert_eq!((f.params.width, f.params.height), (600, 800));
         assert_eq!(f.params.background, Rgb([255, 10, 0]), "r stays red");
         assert!((f.params.face_margin - 0.5).abs() < 1e-6);
-        assert!(!f.params.oval_mask && !f.params.enhance);
+        assert!(!f.params.oval_mask && !f.params.enhance && !f.params.restore);
         assert!((f.params.enhance_fidelity - 0.2).abs() < 1e-6);
         assert!(f.return_base64);
         assert_eq!(f.params.formats, vec![Format::Png, Format::Jpg]);
@@ -950,6 +974,18 @@ mod tests {
         let f = process_form(&Map::new(), PROCESS_FIELDS, JobParams::default()).unwrap();
         assert_eq!(f.params, JobParams::default());
         assert!(!f.return_base64);
+    }
+
+    #[test]
+    fn enhance_face_true_asks_for_restoration_and_keeps_colour_enhancement() {
+        let f = process_form(
+            &fields(&[("enhance_face", "true")]),
+            PROCESS_FIELDS,
+            JobParams::default(),
+        )
+        .unwrap();
+        assert!(f.params.restore && f.params.enhance);
+        assert_eq!(f.params.lane(), facecraft_contract::job::Lane::Gpu);
     }
 
     #[test]

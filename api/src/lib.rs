@@ -121,6 +121,9 @@ impl Application {
             let queue = queue.clone();
             async move { queue.warn_if_legacy().await }
         });
+        if let Some(timeout) = settings.queue.no_gpu_worker_timeout() {
+            tokio::spawn(sweep_unserved(queue.clone(), timeout));
+        }
         let store = ObjectStore::new(&settings.s3)
             .await
             .context("building the S3 client")?;
@@ -196,5 +199,28 @@ impl Application {
             } => tracing::warn!("shutdown timeout reached with requests still open"),
         }
         Ok(())
+    }
+}
+
+/// How often the API looks for GPU-lane jobs no worker can take (`no_gpu_worker`).
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Fails GPU-lane jobs once no GPU worker has been alive for `timeout` (see
+/// `Queue::fail_unserved`). CPU workers sweep too, so either alone is enough.
+async fn sweep_unserved(queue: Queue, timeout: std::time::Duration) {
+    let mut failing = false;
+    loop {
+        tokio::time::sleep(SWEEP_EVERY).await;
+        match queue
+            .fail_unserved(facecraft_contract::job::Lane::Gpu, timeout)
+            .await
+        {
+            Ok(_) => failing = false,
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "sweeping the GPU lane failed; retrying");
+            }
+            Err(_) => {}
+        }
     }
 }

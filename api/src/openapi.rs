@@ -103,6 +103,10 @@ pub(crate) const fn error_code_doc(code: ErrorCode) -> (&'static str, &'static s
             "422",
             "a batch's zip would be over `FACECRAFT_MAX_BATCH_BYTES`; ask for fewer `formats`",
         ),
+        ErrorCode::NoGpuWorker => (
+            "job failed",
+            "`restore` needs a GPU worker and none served the GPU lane within `FACECRAFT_NO_GPU_WORKER_TIMEOUT`",
+        ),
     }
 }
 

@@ -106,6 +106,16 @@ pub(crate) struct Readiness {
     /// `ok` or `unavailable`.
     #[schema(example = "ok")]
     s3: String,
+    /// Whether a live worker serves each lane (`cpu`, `gpu`); null while Redis cannot say.
+    lanes: LanesServed,
+}
+
+/// Whether a live worker serves each lane.
+#[derive(ToSchema)]
+#[allow(dead_code)] // A schema only: the handlers answer with `json!`.
+pub(crate) struct LanesServed {
+    cpu: Option<bool>,
+    gpu: Option<bool>,
 }
 
 /// Error body of the Python-compatible routes: FastAPI's `detail`, here our stable code.
@@ -311,6 +321,8 @@ pub(crate) struct CompatReady {
     redis: String,
     #[schema(example = "ok")]
     s3: String,
+    /// Whether a live worker serves each lane (`cpu`, `gpu`; restoration jobs need `gpu`).
+    lanes: LanesServed,
 }
 
 /// JSON body of `POST /v1/batches`.

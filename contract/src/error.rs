@@ -48,6 +48,9 @@ pub enum ErrorCode {
     Internal,
     // A batch's results are over the zip size limit.
     ArchiveTooLarge,
+    /// The job needs the GPU lane (restoration) and no worker served it within
+    /// `FACECRAFT_NO_GPU_WORKER_TIMEOUT`.
+    NoGpuWorker,
 }
 
 impl ErrorCode {
@@ -82,6 +85,7 @@ impl ErrorCode {
             Self::WorkerCrashed => "worker_crashed",
             Self::Internal => "internal",
             Self::ArchiveTooLarge => "archive_too_large",
+            Self::NoGpuWorker => "no_gpu_worker",
         }
     }
 

@@ -427,6 +427,11 @@ pub struct JobParams {
     /// Face-restoration fidelity (0 = strongest restoration, 1 = closest to input). Default 0.7.
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1))]
     pub enhance_fidelity: f32,
+    /// Face restoration (GFPGAN v1.4), blended by `enhance_fidelity`. Such jobs run on the GPU
+    /// lane: only workers with the restoration engine take them, and they fail with
+    /// `no_gpu_worker` when none serves the lane in time. Default off.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub restore: bool,
     /// Output formats, at least one of `png`, `jpg` and `webp` (lossless), each once. Default
     /// png and jpg.
     #[cfg_attr(feature = "openapi", schema(schema_with = formats_schema))]
@@ -495,6 +500,7 @@ impl Default for JobParams {
             oval_mask: true,
             enhance: true,
             enhance_fidelity: 0.7,
+            restore: false,
             formats: vec![Format::Png, Format::Jpg],
             jpeg_max_bytes: 101_376,
             face_policy: FacePolicy::Largest,
@@ -509,7 +515,47 @@ impl Default for JobParams {
 pub const MIN_SIDE: u32 = 16;
 pub const MAX_SIDE: u32 = 4096;
 
+/// The stream a job waits in (DESIGN §4): `gpu` for jobs with a GPU-only stage (restoration),
+/// read only by workers that loaded its engine; `cpu` for everything else.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum Lane {
+    #[default]
+    Cpu,
+    Gpu,
+}
+
+impl Lane {
+    pub const ALL: [Lane; 2] = [Lane::Cpu, Lane::Gpu];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Gpu => "gpu",
+        }
+    }
+}
+
+impl std::fmt::Display for Lane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl JobParams {
+    /// The lane this job must run in.
+    pub fn lane(&self) -> Lane {
+        if self.restore {
+            Lane::Gpu
+        } else {
+            Lane::Cpu
+        }
+    }
+
     /// Checks ranges; the message names the field and the allowed range.
     pub fn validate(&self) -> Result<(), String> {
         for (name, v) in [("width", self.width), ("height", self.height)] {

@@ -126,3 +126,16 @@ pub trait Segmenter: Send + Sync {
     /// A matte the size of `img`: 255 = person, 0 = background.
     fn matte(&self, img: &RgbImage) -> Result<GrayImage, EngineError>;
 }
+
+/// Restores faces (GFPGAN-class networks): a `size × size` face, aligned as the network's
+/// training faces were (see [`crate::restore::face_transform`]), in; the restored face out.
+pub trait Restorer: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Where it runs: `cpu` or `cuda`.
+    fn device(&self) -> &'static str {
+        "cpu"
+    }
+    /// The side of the square face it takes and gives (512 for GFPGAN).
+    fn size(&self) -> u32;
+    fn restore(&self, face: &RgbImage) -> Result<RgbImage, EngineError>;
+}

@@ -12,9 +12,10 @@
 //! 4. [`align`] — level the eyes
 //! 5. [`crop`] — the head-and-shoulders box
 //! 6. segment — background removal into the alpha channel ([`face::Segmenter`])
-//! 7. [`enhance`] — exposure, white balance, contrast, sharpening
-//! 8. [`compose`] — letterbox onto the canvas, optional feathered oval
-//! 9. [`encode`] — PNG, and JPEG searched down to fit the byte budget
+//! 7. [`restore`] — optional face restoration ([`face::Restorer`], GPU lane)
+//! 8. [`enhance`] — exposure, white balance, contrast, sharpening
+//! 9. [`compose`] — letterbox onto the canvas, optional feathered oval
+//! 10. [`encode`] — PNG, and JPEG searched down to fit the byte budget
 //!
 //! [`portrait::render`] drives them; its [`portrait::RenderError`] maps every failure to a
 //! code.
@@ -34,6 +35,7 @@ pub mod matte;
 pub mod portrait;
 pub mod quality;
 pub mod resize;
+pub mod restore;
 #[cfg(test)]
 mod testdata;
 

@@ -31,6 +31,7 @@ use crate::frame::{self, Frame, Framing, Head};
 use crate::matte::{self, CleanParams};
 use crate::quality::{self, QualityParams};
 use crate::resize::{self, Filter};
+use crate::restore::{self, RestoreError, RestoreParams};
 
 /// A stage boundary, with the share of the work done when it starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +43,7 @@ pub enum Stage {
     Crop,
     Segment,
     Enhance,
+    Restore,
     Compose,
     Encode,
 }
@@ -56,6 +58,7 @@ impl Stage {
             Self::Crop => "crop",
             Self::Segment => "segment",
             Self::Enhance => "enhance",
+            Self::Restore => "restore",
             Self::Compose => "compose",
             Self::Encode => "encode",
         }
@@ -70,6 +73,7 @@ impl Stage {
             Self::Crop => 45,
             Self::Segment => 50,
             Self::Enhance => 70,
+            Self::Restore => 72,
             Self::Compose => 75,
             Self::Encode => 80,
         }
@@ -115,6 +119,8 @@ pub enum RenderError {
     #[error(transparent)]
     Enhance(#[from] EnhanceError),
     #[error(transparent)]
+    Restore(#[from] RestoreError),
+    #[error(transparent)]
     Compose(#[from] compose::ComposeError),
     #[error(transparent)]
     Encode(#[from] EncodeError),
@@ -133,6 +139,7 @@ impl RenderError {
             Self::QualityRejected(_) => ErrorCode::QualityRejected,
             Self::Crop(e) => e.code(),
             Self::Enhance(e) => e.code(),
+            Self::Restore(e) => e.code(),
             Self::Compose(e) => e.code(),
             Self::Encode(e) => e.code(),
             // A cancelled render never reaches a job record: the runner maps it first.
@@ -213,6 +220,14 @@ pub fn render(
         }
         clock = Some((stage, Instant::now()));
         Ok(())
+    };
+
+    // A worker without the engine must never take such a job (the GPU lane routes it away);
+    // checked before any work, so a misrouted job fails at once and says why.
+    let restorer = if params.restore {
+        Some(engines.restorer()?)
+    } else {
+        None
     };
 
     enter(Stage::Decode, &mut timings)?;
@@ -375,7 +390,7 @@ pub fn render(
     };
     let drawn = draw(&to_aligned)?;
     let Drawn {
-        portrait,
+        mut portrait,
         beyond_photo,
         matte,
         before,
@@ -391,6 +406,18 @@ pub fn render(
         );
         aligned_to_output.apply_landmarks(&lm)
     });
+    if let Some(restorer) = restorer {
+        enter(Stage::Restore, &mut timings)?;
+        restore::restore(
+            &mut portrait,
+            measured.eye_left,
+            measured.eye_right,
+            restorer,
+            &RestoreParams {
+                fidelity: params.enhance_fidelity,
+            },
+        )?;
+    }
 
     enter(Stage::Compose, &mut timings)?;
     let background = if params.transparent {

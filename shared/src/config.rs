@@ -369,6 +369,15 @@ pub struct QueueSettings {
     /// Keep it below FACECRAFT_STREAM_MAX_LEN so trimming never drops a waiting job.
     #[arg(long, env = "FACECRAFT_MAX_BACKLOG", default_value_t = 100_000)]
     pub max_backlog: u64,
+    /// A job of the GPU lane (`restore=true`) fails with `no_gpu_worker` once no GPU worker
+    /// has been alive for this long and the job has waited this long: long enough for an
+    /// autoscaler to start a GPU node. 0 = wait forever.
+    #[arg(
+        long,
+        env = "FACECRAFT_NO_GPU_WORKER_TIMEOUT_SECS",
+        default_value_t = 900
+    )]
+    pub no_gpu_worker_timeout_secs: u64,
 }
 
 impl Default for QueueSettings {
@@ -381,6 +390,7 @@ impl Default for QueueSettings {
             status_ttl_secs: 86_400,
             stream_max_len: 1_000_000,
             max_backlog: 100_000,
+            no_gpu_worker_timeout_secs: 900,
         }
     }
 }
@@ -406,6 +416,12 @@ impl QueueSettings {
             );
         }
         Ok(())
+    }
+
+    /// `None`: GPU-lane jobs wait for a worker however long it takes.
+    pub fn no_gpu_worker_timeout(&self) -> Option<Duration> {
+        (self.no_gpu_worker_timeout_secs > 0)
+            .then(|| Duration::from_secs(self.no_gpu_worker_timeout_secs))
     }
 
     pub fn lease_timeout(&self) -> Duration {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use facecraft_contract::error::{ErrorCode, JobError};
-use facecraft_contract::job::JobState;
+use facecraft_contract::job::{JobState, Lane};
 use facecraft_shared::queue::{
     Consumer, Delivery, DeviceInfo, ModelInfo, Queue, QueueError, Start, WorkerAnnouncement,
 };
@@ -51,11 +51,19 @@ where
         .context("loading models")?
         .context("loading models")?;
     tracing::info!(?engines, "models loaded");
+    // A worker with the restoration engine serves the GPU lane, every other one the CPU lane:
+    // a job is only ever read by a worker that has all its engines.
+    let lane = if engines.restores() {
+        Lane::Gpu
+    } else {
+        Lane::Cpu
+    };
+    let queue = queue.for_lane(lane);
     let name = settings.consumer_name();
     let concurrency = settings.concurrency();
     let metrics = Arc::new(Metrics::new(concurrency, &engines.devices()));
     let metrics_server = start_metrics(&settings, &metrics, &queue).await?;
-    tracing::info!(worker = %name, concurrency, "worker starting");
+    tracing::info!(worker = %name, concurrency, %lane, "worker starting");
 
     let stop = CancellationToken::new();
     {
@@ -240,6 +248,13 @@ async fn next_batch(
         if !batch.is_empty() {
             tracing::info!(entries = batch.len(), "took over jobs whose lease expired");
         }
+        // CPU workers run everywhere the API does not reach (a fleet without API replicas
+        // for a while): they also fail GPU-lane jobs no GPU worker took in time.
+        if ctx.queue.lane() == Lane::Cpu {
+            if let Some(timeout) = ctx.settings.queue.no_gpu_worker_timeout() {
+                ctx.queue.fail_unserved(Lane::Gpu, timeout).await?;
+            }
+        }
     }
     if batch.len() < free {
         // Short block while retries wait, so they are promoted on time.
@@ -298,6 +313,7 @@ fn announcement(ctx: &Ctx) -> WorkerAnnouncement {
         device: device(&ctx.engines.devices()),
         models,
         concurrency: ctx.settings.concurrency(),
+        lane: ctx.queue.lane(),
     }
 }
 

@@ -369,6 +369,7 @@ async fn queue_operations(topology: &Topology) {
         },
         models: BTreeMap::new(),
         concurrency: 1,
+        lane: Default::default(),
     };
     q.announce(&me, Duration::from_secs(30)).await.unwrap();
     let live = q.live_workers().await.unwrap();

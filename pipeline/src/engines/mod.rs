@@ -9,6 +9,8 @@ pub mod dlib;
 pub mod onnx;
 #[cfg(feature = "onnx")]
 pub mod retinaface;
+#[cfg(feature = "torch")]
+pub mod torch;
 #[cfg(feature = "onnx")]
 pub mod u2net;
 
@@ -19,7 +21,7 @@ use facecraft_contract::job::{Detector, SegmentationModel};
 use image::RgbImage;
 
 use crate::confirm::{plausible, ConfirmParams};
-use crate::face::{EngineError, FaceDetector, FaceLandmarks, Landmarker, Segmenter};
+use crate::face::{EngineError, FaceDetector, FaceLandmarks, Landmarker, Restorer, Segmenter};
 
 /// Which models to load, and from where.
 #[derive(Debug, Clone, Args)]
@@ -58,6 +60,11 @@ pub struct EngineSettings {
     /// CPU, logged per model).
     #[arg(long, env = "FACECRAFT_DEVICE", value_enum, default_value_t = Device::Auto)]
     pub device: Device,
+    /// Face-restoration network to load: `none`, or `gfpgan` (GFPGAN v1.4 as TorchScript,
+    /// `gfpgan-v1.4-b1.pt`; needs a build with the `torch` feature, as the worker-gpu image).
+    /// A worker that loads one serves the GPU lane (`restore=true` jobs).
+    #[arg(long, env = "FACECRAFT_RESTORER", value_enum, default_value_t = RestorerKind::None)]
+    pub restorer: RestorerKind,
     /// Jobs the caller runs at once (the worker's concurrency; 1 for `process`), for
     /// `onnx_threads = auto`. Set by the binary, not a flag.
     #[arg(skip = 1usize)]
@@ -71,6 +78,17 @@ pub enum Device {
     Cuda,
     Auto,
 }
+
+/// Which face-restoration network a worker loads (`FACECRAFT_RESTORER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RestorerKind {
+    None,
+    Gfpgan,
+}
+
+/// The GFPGAN file the torch engine loads: one trace per batch size (a trace fixes it), made
+/// by `scripts/export-gfpgan`.
+pub const GFPGAN_FILE: &str = "gfpgan-v1.4-b1.pt";
 
 /// ONNX Runtime's intra-op threads per inference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +146,7 @@ impl EngineSettings {
             landmarks: 5,
             onnx_threads: OnnxThreads::Fixed(1),
             device: Device::Cpu,
+            restorer: RestorerKind::None,
             jobs_at_once: 1,
         }
     }
@@ -147,6 +166,13 @@ impl EngineSettings {
             return Err(
                 "FACECRAFT_DEVICE=cuda, but this build has no CUDA support (the worker-gpu image \
                  has; cargo feature `cuda`)"
+                    .into(),
+            );
+        }
+        if self.restorer != RestorerKind::None && !cfg!(feature = "torch") {
+            return Err(
+                "FACECRAFT_RESTORER needs a build with libtorch (the worker-gpu image; cargo \
+                 feature `torch`)"
                     .into(),
             );
         }
@@ -175,6 +201,8 @@ enum Loaded {
     Landmarker(Box<dyn Landmarker>),
     #[cfg_attr(not(feature = "onnx"), allow(dead_code))]
     Segmenter(SegmentationModel, Box<dyn Segmenter>),
+    #[cfg_attr(not(feature = "torch"), allow(dead_code))]
+    Restorer(Box<dyn Restorer>),
 }
 
 /// The loaded engines; shared by every job of a worker.
@@ -183,6 +211,7 @@ pub struct Engines {
     detectors: Vec<(Detector, Box<dyn FaceDetector>)>,
     landmarker: Option<Box<dyn Landmarker>>,
     segmenters: Vec<(SegmentationModel, Box<dyn Segmenter>)>,
+    restorer: Option<Box<dyn Restorer>>,
 }
 
 impl std::fmt::Debug for Engines {
@@ -205,13 +234,14 @@ impl std::fmt::Debug for Engines {
                     .map(|(_, s)| s.name())
                     .collect::<Vec<_>>(),
             )
+            .field("restorer", &self.restorer.as_ref().map(|r| r.name()))
             .finish()
     }
 }
 
 impl Engines {
     /// The models held, as `(engine name, role)`; the role is `detection`, `landmarks` or
-    /// `segmentation`.
+    /// `segmentation` or `restoration`.
     pub fn models(&self) -> Vec<(&'static str, &'static str)> {
         let detectors = self.detectors.iter().map(|(_, d)| (d.name(), "detection"));
         let landmarks = self.landmarker.iter().map(|l| (l.name(), "landmarks"));
@@ -219,7 +249,12 @@ impl Engines {
             .segmenters
             .iter()
             .map(|(_, s)| (s.name(), "segmentation"));
-        detectors.chain(landmarks).chain(segmenters).collect()
+        let restorer = self.restorer.iter().map(|r| (r.name(), "restoration"));
+        detectors
+            .chain(landmarks)
+            .chain(segmenters)
+            .chain(restorer)
+            .collect()
     }
 
     /// Where each engine runs, as `(engine name, device)`; the device is `cpu` or `cuda`.
@@ -227,7 +262,12 @@ impl Engines {
         let detectors = self.detectors.iter().map(|(_, d)| (d.name(), d.device()));
         let landmarks = self.landmarker.iter().map(|l| (l.name(), l.device()));
         let segmenters = self.segmenters.iter().map(|(_, s)| (s.name(), s.device()));
-        detectors.chain(landmarks).chain(segmenters).collect()
+        let restorer = self.restorer.iter().map(|r| (r.name(), r.device()));
+        detectors
+            .chain(landmarks)
+            .chain(segmenters)
+            .chain(restorer)
+            .collect()
     }
 
     /// Loads every configured model; the first missing or broken file is the error.
@@ -330,6 +370,22 @@ impl Engines {
                 "segmentation model {m:?} (this build lacks ONNX)"
             )));
         }
+        #[cfg(feature = "torch")]
+        if s.restorer == RestorerKind::Gfpgan {
+            let file = &file;
+            let params = torch::TorchParams {
+                device: s.device,
+                // libtorch's intra-op pool, sized by the same rule as ONNX Runtime's.
+                threads: s.onnx_threads.resolve(s.jobs_at_once),
+            };
+            tasks.push(Box::new(move || {
+                Ok(Loaded::Restorer(Box::new(torch::TorchRestorer::load(
+                    &file(GFPGAN_FILE),
+                    "gfpgan-v1.4",
+                    &params,
+                )?)))
+            }));
+        }
         let loaded: Vec<Result<Loaded, EngineError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = tasks.into_iter().map(|t| scope.spawn(t)).collect();
             handles
@@ -346,6 +402,7 @@ impl Engines {
                 Loaded::Detector(d, e) => engines.detectors.push((d, e)),
                 Loaded::Landmarker(e) => engines.landmarker = Some(e),
                 Loaded::Segmenter(m, e) => engines.segmenters.push((m, e)),
+                Loaded::Restorer(e) => engines.restorer = Some(e),
             }
         }
         tracing::info!(
@@ -374,6 +431,19 @@ impl Engines {
             .iter()
             .filter(move |(k, _)| *k != d)
             .map(|(k, e)| (*k, e.as_ref()))
+    }
+
+    /// The face-restoration engine; `NotLoaded` in a worker started without one (a CPU worker,
+    /// which never takes the GPU lane's jobs).
+    pub fn restorer(&self) -> Result<&dyn Restorer, EngineError> {
+        self.restorer.as_deref().ok_or_else(|| {
+            EngineError::NotLoaded("face restoration (FACECRAFT_RESTORER is `none`)".into())
+        })
+    }
+
+    /// Whether a restoration engine is loaded: such a worker serves the GPU lane.
+    pub fn restores(&self) -> bool {
+        self.restorer.is_some()
     }
 
     pub fn landmarker(&self) -> Option<&dyn Landmarker> {

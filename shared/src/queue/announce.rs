@@ -8,7 +8,7 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
-use facecraft_contract::job::now_ms;
+use facecraft_contract::job::{now_ms, Lane};
 
 use super::{Queue, QueueError};
 
@@ -42,6 +42,10 @@ pub struct WorkerAnnouncement {
     pub models: BTreeMap<String, ModelInfo>,
     /// Jobs it runs at once.
     pub concurrency: usize,
+    /// The lane it consumes (`gpu` when it loaded the restoration engine). Announcements of
+    /// versions before lanes have none: they served the CPU stream.
+    #[serde(default)]
+    pub lane: Lane,
 }
 
 impl Queue {
@@ -66,6 +70,10 @@ impl Queue {
             .ignore()
             // Entries of workers that stopped refreshing.
             .zrembyscore(&index, "-inf", now)
+            .ignore()
+            // The lane has a worker until at least then (`fail_unserved` reads it). Workers of
+            // one lane announce with the same ttl, so the last writer's time is the latest.
+            .set(self.keys.lane_alive(a.lane), now.saturating_add(ttl_ms))
             .ignore()
             .query_async(&mut c)
             .await?;

@@ -7,7 +7,9 @@ use redis::AsyncCommands;
 use serde::Serialize;
 
 use facecraft_contract::error::JobError;
-use facecraft_contract::job::{rfc3339_ms, Job, JobId, JobResult, JobState, JobStatus, Progress};
+use facecraft_contract::job::{
+    rfc3339_ms, Job, JobId, JobResult, JobState, JobStatus, Lane, Progress,
+};
 
 use super::{Queue, QueueError, GROUP};
 
@@ -109,16 +111,23 @@ impl Queue {
             .collect()
     }
 
+    /// Figures of the lane this handle consumes (the CPU lane for the API's).
     pub async fn stats(&self) -> Result<QueueStats, QueueError> {
+        self.lane_stats(self.lane()).await
+    }
+
+    /// Figures of one lane; `dead` counts the one dead stream all lanes share.
+    pub async fn lane_stats(&self, lane: Lane) -> Result<QueueStats, QueueError> {
         let mut c = self.conn().await?;
+        let stream = self.keys.stream_for(lane);
         let (stream_len, delayed, dead): (u64, u64, u64) = redis::pipe()
-            .xlen(self.keys.stream())
-            .zcard(self.keys.delayed())
+            .xlen(&stream)
+            .zcard(self.keys.delayed_for(lane))
             .xlen(self.keys.dead())
             .query_async(&mut c)
             .await?;
         let pending: redis::RedisResult<redis::streams::StreamPendingReply> =
-            c.xpending(self.keys.stream(), GROUP).await;
+            c.xpending(&stream, GROUP).await;
         let pending = match pending {
             Ok(p) => p.count() as u64,
             Err(e) if e.code() == Some("NOGROUP") => 0,
@@ -170,11 +179,12 @@ impl Queue {
         Ok(json)
     }
 
-    /// Consumers of the worker group (`XINFO CONSUMERS`); empty before the first worker.
+    /// Consumers of the worker group of this handle's lane (`XINFO CONSUMERS`); empty before
+    /// the first worker.
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>, QueueError> {
         let mut c = self.conn().await?;
         let reply: redis::RedisResult<redis::streams::StreamInfoConsumersReply> =
-            c.xinfo_consumers(self.keys.stream(), GROUP).await;
+            c.xinfo_consumers(self.stream(), GROUP).await;
         match reply {
             Ok(r) => Ok(r
                 .consumers
@@ -219,7 +229,7 @@ impl Queue {
     pub async fn group_lag(&self) -> Result<Option<u64>, QueueError> {
         let mut c = self.conn().await?;
         let reply: redis::RedisResult<redis::streams::StreamInfoGroupsReply> =
-            c.xinfo_groups(self.keys.stream()).await;
+            c.xinfo_groups(self.stream()).await;
         match reply {
             Ok(r) => Ok(r
                 .groups

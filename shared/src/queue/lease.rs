@@ -51,7 +51,7 @@ impl Queue {
             .scripts
             .start
             .key(self.keys.job(job_id))
-            .key(self.keys.stream())
+            .key(self.stream())
             .key(self.keys.events(job_id))
             .arg(&d.entry_id)
             .arg(worker)
@@ -115,7 +115,7 @@ impl Queue {
             .scripts
             .finish
             .key(self.keys.job(id))
-            .key(self.keys.stream())
+            .key(self.stream())
             .key(self.keys.events(id))
             .key(self.keys.finished())
             .arg(&d.entry_id)
@@ -176,8 +176,8 @@ impl Queue {
             .scripts
             .retry
             .key(self.keys.job(id))
-            .key(self.keys.stream())
-            .key(self.keys.delayed())
+            .key(self.stream())
+            .key(self.delayed())
             .key(self.keys.events(id))
             .arg(&d.entry_id)
             .arg(id.to_string())
@@ -208,7 +208,7 @@ impl Queue {
             .scripts
             .dead
             .key(self.keys.job(id))
-            .key(self.keys.stream())
+            .key(self.stream())
             .key(self.keys.dead())
             .key(self.keys.events(id))
             .arg(&d.entry_id)
@@ -228,8 +228,8 @@ impl Queue {
         let mut c = self.conn().await?;
         let _: (i64, i64) = redis::pipe()
             .atomic()
-            .xack(self.keys.stream(), GROUP, &[&d.entry_id])
-            .xdel(self.keys.stream(), &[&d.entry_id])
+            .xack(self.stream(), GROUP, &[&d.entry_id])
+            .xdel(self.stream(), &[&d.entry_id])
             .query_async(&mut c)
             .await?;
         Ok(())
@@ -243,7 +243,7 @@ impl Queue {
         }
         let mut c = self.conn().await?;
         let mut cmd = redis::cmd("XCLAIM");
-        cmd.arg(self.keys.stream()).arg(GROUP).arg(consumer).arg(0);
+        cmd.arg(self.stream()).arg(GROUP).arg(consumer).arg(0);
         for e in entries {
             cmd.arg(e);
         }
@@ -259,7 +259,7 @@ impl Queue {
         }
         let mut c = self.conn().await?;
         let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-            .arg(self.keys.stream())
+            .arg(self.stream())
             .arg(GROUP)
             .arg(consumer)
             .arg(self.settings.lease_timeout_ms)
@@ -270,9 +270,7 @@ impl Queue {
             .await?;
         if !reply.deleted_ids.is_empty() {
             // Entries deleted while pending (e.g. trimmed): nothing left to run.
-            let _: i64 = c
-                .xack(self.keys.stream(), GROUP, &reply.deleted_ids)
-                .await?;
+            let _: i64 = c.xack(self.stream(), GROUP, &reply.deleted_ids).await?;
         }
         Ok(reply.claimed.iter().map(delivery).collect())
     }
@@ -283,8 +281,8 @@ impl Queue {
         let n: usize = self
             .scripts
             .promote
-            .key(self.keys.delayed())
-            .key(self.keys.stream())
+            .key(self.delayed())
+            .key(self.stream())
             .arg(now_ms())
             .arg(limit)
             .arg(self.settings.stream_max_len)
@@ -344,7 +342,7 @@ impl Consumer {
             .group(GROUP, &self.name)
             .count(count)
             .block(block.as_millis() as usize);
-        let stream = self.queue.keys.stream();
+        let stream = self.queue.stream();
         let keys = [&stream];
         let fut = self
             .conn

@@ -11,6 +11,7 @@
 mod announce;
 mod conn;
 mod inspect;
+mod lanes;
 mod lease;
 mod migrate;
 mod rate;
@@ -21,7 +22,7 @@ use serde::Serialize;
 
 use crate::config::{QueueSettings, RedisSettings};
 use facecraft_contract::error::ErrorCode;
-use facecraft_contract::job::JobId;
+use facecraft_contract::job::{JobId, Lane};
 
 pub use announce::{DeviceInfo, ModelInfo, WorkerAnnouncement};
 pub use inspect::{DeadJob, FinishedStats, QueueStats, WorkerInfo};
@@ -100,8 +101,16 @@ impl Keys {
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
+    /// The CPU lane's stream, `{prefix}:jobs` (every job without a GPU-only stage).
     pub fn stream(&self) -> String {
-        format!("{}:jobs", self.tag)
+        self.stream_for(Lane::Cpu)
+    }
+    /// A lane's stream: `{prefix}:jobs` for the CPU lane, `{prefix}:jobs:gpu` for the GPU lane.
+    pub fn stream_for(&self, lane: Lane) -> String {
+        match lane {
+            Lane::Cpu => format!("{}:jobs", self.tag),
+            Lane::Gpu => format!("{}:jobs:gpu", self.tag),
+        }
     }
     pub fn job(&self, id: &JobId) -> String {
         format!("{}:job:{id}", self.tag)
@@ -117,8 +126,22 @@ impl Keys {
     pub fn dead(&self) -> String {
         format!("{}:dead", self.tag)
     }
+    /// The CPU lane's retries waiting for their backoff.
     pub fn delayed(&self) -> String {
-        format!("{}:delayed", self.tag)
+        self.delayed_for(Lane::Cpu)
+    }
+    /// A lane's retries waiting for their backoff (sorted set, score = due time).
+    pub fn delayed_for(&self, lane: Lane) -> String {
+        match lane {
+            Lane::Cpu => format!("{}:delayed", self.tag),
+            Lane::Gpu => format!("{}:delayed:gpu", self.tag),
+        }
+    }
+    /// Until when (ms) a lane has a live worker: each worker of the lane pushes it forward
+    /// when it announces itself. Read to fail jobs that no worker could take
+    /// (`no_gpu_worker`).
+    pub fn lane_alive(&self, lane: Lane) -> String {
+        format!("{}:lane:{lane}:alive_until", self.tag)
     }
     pub fn events(&self, id: &JobId) -> String {
         format!("{}:events:{id}", self.tag)
@@ -164,6 +187,7 @@ struct Scripts {
     requeue: Script,
     promote: Script,
     rate_limit: Script,
+    unserved: Script,
 }
 
 impl Scripts {
@@ -182,6 +206,7 @@ impl Scripts {
             requeue: Script::new(include_str!("scripts/requeue.lua")),
             promote: Script::new(include_str!("scripts/promote.lua")),
             rate_limit: Script::new(include_str!("scripts/rate_limit.lua")),
+            unserved: with_helpers(include_str!("scripts/unserved.lua")),
         }
     }
 }
@@ -212,6 +237,8 @@ pub struct Queue {
     settings: QueueSettings,
     redis: RedisSettings,
     scripts: std::sync::Arc<Scripts>,
+    /// The lane this handle consumes (a worker's); enqueues go to each job's own lane.
+    lane: Lane,
     /// Jobs this process created (not idempotent repeats), for metrics.
     enqueued: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Enqueues answered with fewer replicas than asked for.
@@ -227,6 +254,7 @@ impl Queue {
             settings: settings.clone(),
             redis: redis.clone(),
             scripts: std::sync::Arc::new(Scripts::new()),
+            lane: Lane::Cpu,
             enqueued: Default::default(),
             unreplicated: Default::default(),
         })
@@ -234,6 +262,28 @@ impl Queue {
 
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+
+    /// This handle, consuming `lane`: a worker's reads, leases, retries and promotions then
+    /// use that lane's stream and delayed set.
+    pub fn for_lane(mut self, lane: Lane) -> Self {
+        self.lane = lane;
+        self
+    }
+
+    /// The lane this handle consumes.
+    pub fn lane(&self) -> Lane {
+        self.lane
+    }
+
+    /// The consumed lane's stream.
+    pub(crate) fn stream(&self) -> String {
+        self.keys.stream_for(self.lane)
+    }
+
+    /// The consumed lane's delayed set.
+    pub(crate) fn delayed(&self) -> String {
+        self.keys.delayed_for(self.lane)
     }
 
     pub fn settings(&self) -> &QueueSettings {
@@ -318,9 +368,7 @@ impl Queue {
     /// stream so jobs enqueued before the first worker are not skipped.
     pub async fn ensure_group(&self) -> Result<(), QueueError> {
         let mut c = self.conn().await?;
-        let res: redis::RedisResult<()> = c
-            .xgroup_create_mkstream(self.keys.stream(), GROUP, "0")
-            .await;
+        let res: redis::RedisResult<()> = c.xgroup_create_mkstream(self.stream(), GROUP, "0").await;
         match res {
             Ok(()) => Ok(()),
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),

@@ -1,7 +1,7 @@
 //! What the API does to jobs: enqueue one or a batch, cancel, re-queue a dead or failed one,
 //! forget an ended one. Each is one Lua script, so a job's record and the stream never disagree.
 
-use facecraft_contract::job::{now_ms, Job, JobId, JobState};
+use facecraft_contract::job::{now_ms, Job, JobId, JobState, Lane};
 
 use super::{event, Queue, QueueError};
 
@@ -64,7 +64,7 @@ impl Queue {
         let reply: Result<(String, String), redis::RedisError> = self
             .scripts
             .enqueue
-            .key(self.keys.stream())
+            .key(self.keys.stream_for(job.params.lane()))
             .key(self.keys.job(&job.id))
             .key(idem)
             .arg(job.id.to_string())
@@ -75,6 +75,7 @@ impl Queue {
             .arg(self.settings.stream_max_len)
             .arg(self.settings.max_backlog)
             .arg(has_idem)
+            .arg(job.params.lane().as_str())
             .invoke_async(&mut c)
             .await;
         let (kind, value): (String, String) = match reply {
@@ -126,7 +127,9 @@ impl Queue {
             return Ok(());
         };
         let mut inv = self.scripts.enqueue_batch.prepare_invoke();
-        inv.key(self.keys.stream()).key(self.keys.batch(batch_id));
+        inv.key(self.keys.stream_for(Lane::Cpu))
+            .key(self.keys.stream_for(Lane::Gpu))
+            .key(self.keys.batch(batch_id));
         inv.arg(batch_json)
             .arg(&first.tenant)
             .arg(now_ms())
@@ -142,7 +145,9 @@ impl Queue {
             let json =
                 serde_json::to_string(job).map_err(|e| QueueError::Protocol(e.to_string()))?;
             inv.key(self.keys.job(&job.id));
-            inv.arg(job.id.to_string()).arg(json);
+            inv.arg(job.id.to_string())
+                .arg(json)
+                .arg(job.params.lane().as_str());
         }
         let mut c = self.conn().await?;
         let (kind, value): (String, String) = match inv.invoke_async(&mut c).await {
@@ -176,7 +181,8 @@ impl Queue {
             .scripts
             .cancel
             .key(self.keys.job(id))
-            .key(self.keys.delayed())
+            .key(self.keys.delayed_for(Lane::Cpu))
+            .key(self.keys.delayed_for(Lane::Gpu))
             .key(self.keys.events(id))
             .arg(tenant)
             .arg(id.to_string())
@@ -198,7 +204,7 @@ impl Queue {
         })
     }
 
-    /// Puts a dead or failed job back on the stream with its attempts reset.
+    /// Puts a dead or failed job back on its lane's stream with its attempts reset.
     pub async fn requeue(
         &self,
         id: &JobId,
@@ -209,7 +215,8 @@ impl Queue {
             .scripts
             .requeue
             .key(self.keys.job(id))
-            .key(self.keys.stream())
+            .key(self.keys.stream_for(Lane::Cpu))
+            .key(self.keys.stream_for(Lane::Gpu))
             .key(self.keys.dead())
             .key(self.keys.events(id))
             .arg(tenant.unwrap_or_default())

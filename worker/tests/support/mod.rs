@@ -55,6 +55,8 @@ pub struct StackOptions {
     pub rate_limit_per_min: u32,
     pub rate_limit_burst: u32,
     pub max_backlog: u64,
+    /// `FACECRAFT_NO_GPU_WORKER_TIMEOUT_SECS` of the API and the workers.
+    pub no_gpu_worker_timeout_secs: u64,
 }
 
 impl Default for StackOptions {
@@ -68,6 +70,7 @@ impl Default for StackOptions {
             rate_limit_per_min: 0,
             rate_limit_burst: 10,
             max_backlog: 100_000,
+            no_gpu_worker_timeout_secs: 900,
         }
     }
 }
@@ -100,6 +103,7 @@ impl Stack {
         let rate = opts.rate_limit_per_min.to_string();
         let burst = opts.rate_limit_burst.to_string();
         let backlog = opts.max_backlog.to_string();
+        let no_gpu = opts.no_gpu_worker_timeout_secs.to_string();
         args.extend(
             [
                 "--rate-limit-per-min",
@@ -108,6 +112,8 @@ impl Stack {
                 &burst,
                 "--max-backlog",
                 &backlog,
+                "--no-gpu-worker-timeout-secs",
+                &no_gpu,
             ]
             .iter()
             .map(|s| (*s).to_owned()),
@@ -163,6 +169,10 @@ impl Stack {
                 opts.retry_base_ms.to_string(),
             ),
             ("FACECRAFT_RETRY_MAX_MS".into(), "2000".into()),
+            (
+                "FACECRAFT_NO_GPU_WORKER_TIMEOUT_SECS".into(),
+                no_gpu.clone(),
+            ),
             ("FACECRAFT_READ_BLOCK_MS".into(), "300".into()),
             ("FACECRAFT_REAP_INTERVAL_MS".into(), "300".into()),
             ("FACECRAFT_WORKER_CONCURRENCY".into(), "2".into()),
@@ -207,6 +217,11 @@ impl Stack {
     }
 
     pub fn spawn_worker(&self, name: &str) -> Worker {
+        self.spawn_worker_with(name, &[])
+    }
+
+    /// [`Stack::spawn_worker`] with more environment variables (set after the stack's own).
+    pub fn spawn_worker_with(&self, name: &str, extra_env: &[(&str, &str)]) -> Worker {
         let log = std::env::temp_dir().join(format!("{}-{name}.log", self.prefix));
         let file = std::fs::File::create(&log).unwrap();
         // Set by cargo for the worker crate's tests only; the API's suites start no worker.
@@ -220,6 +235,7 @@ impl Stack {
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.as_str())),
             )
+            .envs(extra_env.iter().copied())
             .env("FACECRAFT_WORKER_NAME", name)
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
