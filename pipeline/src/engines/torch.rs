@@ -85,8 +85,28 @@ impl TorchRestorer {
             ))
         })?;
         tracing::info!(engine = name, device = ?device, "face restoration loaded");
+        if random_weights(path) {
+            tracing::warn!(
+                engine = name,
+                file = %path.display(),
+                "this restoration network has seeded random weights (scripts/export-gfpgan \
+                 without --weights): it paints noise over faces. Fine for tests and benchmarks, \
+                 never for users: export it with the upstream weights"
+            );
+        }
         Ok(engine)
     }
+}
+
+/// Whether `scripts/export-gfpgan`'s sidecar (`<file>.json`) says the file has seeded random
+/// weights. No sidecar (a file made elsewhere) says nothing.
+fn random_weights(path: &Path) -> bool {
+    let mut sidecar = path.as_os_str().to_owned();
+    sidecar.push(".json");
+    std::fs::read(sidecar)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| !v["provenance"]["weights"]["random"].is_null())
 }
 
 impl Restorer for TorchRestorer {
