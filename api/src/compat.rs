@@ -274,6 +274,34 @@ fn not_multipart(e: MultipartRejection) -> ApiError {
     )
 }
 
+/// How long a client refused for want of a GPU worker should wait before asking again: about
+/// what an autoscaler needs to notice the GPU lane and start a worker.
+const NO_GPU_RETRY_AFTER_SECS: u64 = 60;
+
+/// The Python-compatible routes answer within `FACECRAFT_COMPAT_WAIT_SECS`, far less than a GPU
+/// node takes to start: a restoration job there with no live GPU worker could only end in a
+/// timeout, so it is refused at once (503 `no_gpu_worker`), before anything is stored. The
+/// asynchronous API (`POST /v1/jobs`) queues such a job and waits for a GPU worker instead.
+async fn refuse_without_gpu_worker(state: &AppState, params: &JobParams) -> Result<(), ApiError> {
+    if params.lane() != Lane::Gpu {
+        return Ok(());
+    }
+    let alive_until = state
+        .queue
+        .lane_alive_until(Lane::Gpu)
+        .await
+        .map_err(ApiError::from)?;
+    if alive_until > facecraft_contract::job::now_ms() {
+        return Ok(());
+    }
+    Err(ApiError {
+        message: "face restoration (enhance_face=true) needs a GPU worker and none is running; \
+                  retry later, or send the job to POST /v1/jobs, which waits for one"
+            .into(),
+        ..ApiError::unavailable(ErrorCode::NoGpuWorker, NO_GPU_RETRY_AFTER_SECS)
+    })
+}
+
 /// Stores the one upload of a request, enqueues its job and waits for it to end.
 async fn run_one(
     state: &AppState,
@@ -297,6 +325,10 @@ async fn run_one(
     let Some(upload) = form.files.into_iter().next() else {
         return Err(submit::invalid("send the image in a multipart field named `file`").into());
     };
+    if let Err(e) = refuse_without_gpu_worker(state, &parsed.params).await {
+        submit::remove_inputs(state, &[upload]).await;
+        return Err(e.into());
+    }
     let job = submit::new_job(
         state,
         tenant,
@@ -588,6 +620,10 @@ async fn batch(
     };
     if form.files.is_empty() {
         return Err(submit::invalid("send the images in multipart fields named `files`").into());
+    }
+    if let Err(e) = refuse_without_gpu_worker(&state, &parsed.params).await {
+        submit::remove_inputs(&state, &form.files).await;
+        return Err(e.into());
     }
     let created = batches::create(&state, &tenant, form.files, parsed.params, None).await?;
     let ids: Vec<JobId> = created.jobs.iter().map(|j| j.id).collect();

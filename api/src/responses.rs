@@ -42,7 +42,7 @@ pub(crate) struct QueueUnavailable(ErrorBody);
 
 /// 503 of the batch operations.
 #[derive(IntoResponses)]
-#[response(status = 503, description = "Backlog full (`queue_full`) or Redis/S3 unreachable; see `Retry-After`.",
+#[response(status = 503, description = "Backlog full (`queue_full`), Redis/S3 unreachable, or `enhance_face=true` (face restoration) while no GPU worker runs (`no_gpu_worker`: these routes cannot wait for one to start; `POST /v1/jobs` does); see `Retry-After`.",
     headers(("Retry-After" = u64, description = "Seconds to wait")),
     example = json!({"error": "a backing service is unavailable; retry later", "code": "queue_unavailable"}))]
 #[allow(dead_code)]

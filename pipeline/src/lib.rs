@@ -21,6 +21,7 @@
 //! code.
 
 pub mod align;
+pub mod batch;
 pub mod compose;
 pub mod confirm;
 pub mod crop;

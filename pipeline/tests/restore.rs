@@ -258,4 +258,58 @@ mod torch {
         );
         std::fs::remove_dir_all(&empty).ok();
     }
+
+    /// Three faces restored at once through the batch-4 trace (padded) are the faces the
+    /// batch-1 trace gives one by one.
+    #[test]
+    fn batched_restoration_gives_each_face_its_own_result() {
+        let s = EngineSettings {
+            detectors: Vec::new(),
+            segmentation_models: Vec::new(),
+            batch_max: 4,
+            batch_wait_ms: 300,
+            ..settings()
+        };
+        let batched = std::sync::Arc::new(Engines::load(&s).unwrap());
+        let faces: Vec<image::RgbImage> = ["astronaut.png", "hopper.jpg", "obama.jpg"]
+            .iter()
+            .map(|n| {
+                let p = image::open(testdata(n)).unwrap().to_rgb8();
+                let side = p.width().min(p.height());
+                image::imageops::resize(
+                    &DynamicImage::ImageRgb8(p)
+                        .crop_imm(0, 0, side, side)
+                        .to_rgb8(),
+                    512,
+                    512,
+                    image::imageops::FilterType::Triangle,
+                )
+            })
+            .collect();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(faces.len()));
+        let handles: Vec<_> = faces
+            .iter()
+            .cloned()
+            .map(|f| {
+                let (e, barrier) = (batched.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    e.restorer().unwrap().restore(&f).unwrap()
+                })
+            })
+            .collect();
+        for (f, h) in faces.iter().zip(handles) {
+            let together = h.join().unwrap();
+            let alone = restorer().restore(f).unwrap();
+            let (mut sum, mut worst) = (0u64, 0u8);
+            for (a, b) in together.as_raw().iter().zip(alone.as_raw()) {
+                let d = a.abs_diff(*b);
+                sum += u64::from(d);
+                worst = worst.max(d);
+            }
+            let mean = sum as f64 / together.as_raw().len() as f64;
+            eprintln!("batched vs alone: mean {mean:.4}, worst {worst}");
+            assert!(mean <= 0.05 && worst <= 4, "mean {mean}, worst {worst}");
+        }
+    }
 }

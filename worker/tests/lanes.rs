@@ -60,6 +60,26 @@ async fn restore_jobs_wait_for_a_gpu_worker_and_fail_clearly_without_one() {
     let _cpu = stack.spawn_worker("cpu-a");
     wait_lanes(&stack, serde_json::json!({"cpu": true, "gpu": false})).await;
 
+    // The Python-compatible route answers within seconds: it cannot wait for a GPU node, so it
+    // refuses at once, and says so.
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(astronaut()).file_name("me.png"),
+        )
+        .text("enhance_face", "true");
+    let resp = stack
+        .http
+        .post(stack.url("/api/v1/process"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["detail"], "no_gpu_worker", "{body}");
+
     let plain = submit(&stack, &[]).await;
     let restore = submit(&stack, &[("restore", "true"), ("enhance_fidelity", "0.5")]).await;
     let q = &stack.queue;

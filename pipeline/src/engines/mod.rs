@@ -65,6 +65,16 @@ pub struct EngineSettings {
     /// A worker that loads one serves the GPU lane (`restore=true` jobs).
     #[arg(long, env = "FACECRAFT_RESTORER", value_enum, default_value_t = RestorerKind::None)]
     pub restorer: RestorerKind,
+    /// Cross-job batching: most images one inference of U²-Net or the restoration network
+    /// runs at once, gathered from concurrent jobs by one inference thread per model (1-64;
+    /// 1 = none). Pays on a GPU; on a CPU a batch takes as long as its images one by one.
+    /// Needs the batch-axis model files (`*.batch.onnx` from scripts/patch-onnx-batch, and
+    /// `gfpgan-v1.4-b<N>.pt` from `scripts/export-gfpgan --batch 1,<N>`).
+    #[arg(long, env = "FACECRAFT_BATCH_MAX", default_value_t = 1)]
+    pub batch_max: usize,
+    /// How long the first image of a batch waits for others to join it, in ms.
+    #[arg(long, env = "FACECRAFT_BATCH_WAIT_MS", default_value_t = 5)]
+    pub batch_wait_ms: u64,
     /// Jobs the caller runs at once (the worker's concurrency; 1 for `process`), for
     /// `onnx_threads = auto`. Set by the binary, not a flag.
     #[arg(skip = 1usize)]
@@ -147,6 +157,8 @@ impl EngineSettings {
             onnx_threads: OnnxThreads::Fixed(1),
             device: Device::Cpu,
             restorer: RestorerKind::None,
+            batch_max: 1,
+            batch_wait_ms: 5,
             jobs_at_once: 1,
         }
     }
@@ -169,6 +181,18 @@ impl EngineSettings {
                     .into(),
             );
         }
+        if !(1..=64).contains(&self.batch_max) {
+            return Err(format!(
+                "FACECRAFT_BATCH_MAX must be 1-64, got {}",
+                self.batch_max
+            ));
+        }
+        if self.batch_wait_ms > 1_000 {
+            return Err(format!(
+                "FACECRAFT_BATCH_WAIT_MS must be at most 1000, got {}",
+                self.batch_wait_ms
+            ));
+        }
         if self.restorer != RestorerKind::None && !cfg!(feature = "torch") {
             return Err(
                 "FACECRAFT_RESTORER needs a build with libtorch (the worker-gpu image; cargo \
@@ -183,6 +207,31 @@ impl EngineSettings {
 fn parse_name<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
     serde_json::from_value(serde_json::Value::String(s.trim().to_owned()))
         .map_err(|_| format!("unknown name `{s}`"))
+}
+
+impl EngineSettings {
+    /// Cross-job batching as configured.
+    pub fn batch(&self) -> crate::batch::BatchSettings {
+        crate::batch::BatchSettings {
+            max: self.batch_max.max(1),
+            wait: std::time::Duration::from_millis(self.batch_wait_ms),
+        }
+    }
+
+    /// Jobs whose inferences run at once, for the thread rule: with batching, one inference
+    /// thread per model runs every job's images, so each inference may use every CPU.
+    fn inferences_at_once(&self) -> usize {
+        if self.batch().batches() {
+            1
+        } else {
+            self.jobs_at_once
+        }
+    }
+}
+
+/// The file of a segmentation model with a batch axis (`scripts/patch-onnx-batch`).
+pub fn segmentation_batch_file(m: SegmentationModel) -> String {
+    segmentation_file(m).replace(".onnx", ".batch.onnx")
 }
 
 /// File name of a segmentation model in the models folder.
@@ -277,14 +326,16 @@ impl Engines {
         let file = |name: &str| s.models_dir.join(name);
         #[cfg(feature = "onnx")]
         let onnx_params = onnx::OnnxParams {
-            intra_threads: s.onnx_threads.resolve(s.jobs_at_once),
+            intra_threads: s.onnx_threads.resolve(s.inferences_at_once()),
             device: s.device,
+            batch: s.batch(),
         };
         #[cfg(feature = "onnx")]
         tracing::info!(
             onnx_threads = onnx_params.intra_threads,
             setting = ?s.onnx_threads,
             jobs_at_once = s.jobs_at_once,
+            batch_max = s.batch_max,
             "ONNX Runtime threads per inference"
         );
         #[cfg(feature = "onnx")]
@@ -355,13 +406,15 @@ impl Engines {
             {
                 let onnx_params = &onnx_params;
                 let file = &file;
+                let name = if onnx_params.batch.batches() {
+                    segmentation_batch_file(m)
+                } else {
+                    segmentation_file(m).to_owned()
+                };
                 tasks.push(Box::new(move || {
                     Ok(Loaded::Segmenter(
                         m,
-                        Box::new(u2net::U2Net::load(
-                            &file(segmentation_file(m)),
-                            onnx_params,
-                        )?),
+                        Box::new(u2net::U2Net::load(&file(&name), onnx_params)?),
                     ))
                 }));
             }
@@ -376,7 +429,8 @@ impl Engines {
             let params = torch::TorchParams {
                 device: s.device,
                 // libtorch's intra-op pool, sized by the same rule as ONNX Runtime's.
-                threads: s.onnx_threads.resolve(s.jobs_at_once),
+                threads: s.onnx_threads.resolve(s.inferences_at_once()),
+                batch: s.batch(),
             };
             tasks.push(Box::new(move || {
                 Ok(Loaded::Restorer(Box::new(torch::TorchRestorer::load(

@@ -162,6 +162,8 @@ pub struct OnnxParams {
     pub intra_threads: usize,
     /// Where sessions run (`FACECRAFT_DEVICE`).
     pub device: super::Device,
+    /// Cross-job batching of the models that support it (U²-Net).
+    pub batch: crate::batch::BatchSettings,
 }
 
 impl Default for OnnxParams {
@@ -169,6 +171,10 @@ impl Default for OnnxParams {
         Self {
             intra_threads: 1,
             device: super::Device::Cpu,
+            batch: crate::batch::BatchSettings {
+                max: 1,
+                wait: std::time::Duration::ZERO,
+            },
         }
     }
 }

@@ -3,11 +3,13 @@
 //! input, ImageNet normalisation, first output min-max normalised and resized back.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::resize::{self, Filter};
 use image::{GrayImage, RgbImage};
 
 use super::onnx::{model_error, OnnxParams, OnnxSession};
+use crate::batch::Batcher;
 use crate::face::{EngineError, Segmenter};
 
 /// Side of the square the model sees (rembg `U2netSession`: `(320, 320)`).
@@ -19,10 +21,13 @@ const STD: [f32; 3] = [0.229, 0.224, 0.225];
 /// A U²-Net segmenter. Cheap to share: the session is behind a lock (see `OnnxSession`).
 #[derive(Debug)]
 pub struct U2Net {
-    session: OnnxSession,
+    session: Arc<OnnxSession>,
     name: &'static str,
     /// The saliency map rembg uses: the model's first output (`d1`, the fused one).
     output: String,
+    /// With cross-job batching: the model's inference thread, taking preprocessed inputs and
+    /// giving saliency maps (each `INPUT_SIZE`² values).
+    batcher: Option<Batcher<Vec<f32>, Vec<f32>>>,
 }
 
 impl U2Net {
@@ -60,10 +65,37 @@ impl U2Net {
             .first()
             .cloned()
             .ok_or_else(|| model_error(path, "not a U²-Net model: no outputs"))?;
+        let name = name_for(path);
+        let session = Arc::new(session);
+        let batcher = if params.batch.batches() {
+            // A batch needs a batch axis: the `.batch.onnx` files of scripts/patch-onnx-batch.
+            let batch_axis = session
+                .input_shape(0)
+                .is_some_and(|s| s.first() == Some(&-1));
+            if !batch_axis {
+                return Err(model_error(
+                    path,
+                    format!(
+                        "FACECRAFT_BATCH_MAX={} needs a model with a batch axis (make it with \
+                         scripts/patch-onnx-batch)",
+                        params.batch.max
+                    ),
+                ));
+            }
+            let (session, output) = (session.clone(), output.clone());
+            Some(Batcher::spawn(
+                name,
+                params.batch,
+                Box::new(move |inputs: &[Vec<f32>]| run_batch(&session, &output, inputs)),
+            )?)
+        } else {
+            None
+        };
         Ok(Self {
-            name: name_for(path),
+            name,
             session,
             output,
+            batcher,
         })
     }
 
@@ -109,27 +141,52 @@ impl Segmenter for U2Net {
             return Err(EngineError::Inference("empty image".into()));
         }
         let input = preprocess(img);
-        let side = INPUT_SIZE as usize;
-        let mut outputs =
-            self.session
-                .run_f32(&[1, 3, side, side], &input, &[self.output.as_str()])?;
-        let d1 = outputs.pop().ok_or_else(|| {
-            EngineError::Inference(format!("{}: no output", self.session.path().display()))
-        })?;
-        // d1 is [1, 1, 320, 320]; take the last two dimensions as the map's size.
-        let dims: Vec<usize> = d1.shape.iter().map(|&d| d.max(0) as usize).collect();
-        let (h, w) = match dims.as_slice() {
-            [.., h, w] if h * w == d1.data.len() && h * w > 0 => (*h as u32, *w as u32),
-            _ => {
-                return Err(EngineError::Inference(format!(
-                    "{}: unexpected output shape {:?}",
-                    self.session.path().display(),
-                    d1.shape
-                )))
-            }
+        let map = match &self.batcher {
+            Some(b) => b.run(input)?,
+            None => run_batch(&self.session, &self.output, std::slice::from_ref(&input))?
+                .pop()
+                .unwrap_or_default(),
         };
-        Ok(postprocess(&d1.data, w, h, img.width(), img.height()))
+        Ok(postprocess(
+            &map,
+            INPUT_SIZE,
+            INPUT_SIZE,
+            img.width(),
+            img.height(),
+        ))
     }
+}
+
+/// Runs preprocessed inputs as one `N × 3 × 320 × 320` batch; a saliency map per input.
+fn run_batch(
+    session: &OnnxSession,
+    output: &str,
+    inputs: &[Vec<f32>],
+) -> Result<Vec<Vec<f32>>, EngineError> {
+    let side = INPUT_SIZE as usize;
+    let plane = side * side;
+    let n = inputs.len();
+    let joined;
+    let input: &[f32] = if let [one] = inputs {
+        one
+    } else {
+        joined = inputs.concat();
+        &joined
+    };
+    let mut outputs = session.run_f32(&[n, 3, side, side], input, &[output])?;
+    let d1 = outputs.pop().ok_or_else(|| {
+        EngineError::Inference(format!("{}: no output", session.path().display()))
+    })?;
+    // d1 is [N, 1, 320, 320].
+    let want: Vec<i64> = [n, 1, side, side].iter().map(|&d| d as i64).collect();
+    if d1.shape != want || d1.data.len() != n * plane {
+        return Err(EngineError::Inference(format!(
+            "{}: output shape {:?}, expected {want:?}",
+            session.path().display(),
+            d1.shape
+        )));
+    }
+    Ok(d1.data.chunks_exact(plane).map(<[f32]>::to_vec).collect())
 }
 
 /// The model input for `img`: 320×320 (Lanczos), divided by the image's largest channel value,
