@@ -72,8 +72,21 @@ impl Queue {
             .zrembyscore(&index, "-inf", now)
             .ignore()
             // The lane has a worker until at least then (`fail_unserved` reads it). Workers of
-            // one lane announce with the same ttl, so the last writer's time is the latest.
-            .set(self.keys.lane_alive(a.lane), now.saturating_add(ttl_ms))
+            // one lane announce with the same ttl, so the last writer's time is the latest. The
+            // key outlives that by the no-GPU-worker timeout (at least a day): a sweep that found
+            // it gone would take the lane for never served and fail jobs too early.
+            .set_options(
+                self.keys.lane_alive(a.lane),
+                now.saturating_add(ttl_ms),
+                redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(
+                    ttl_ms.saturating_add(
+                        self.settings
+                            .no_gpu_worker_timeout_secs
+                            .max(86_400)
+                            .saturating_mul(1_000),
+                    ),
+                )),
+            )
             .ignore()
             .query_async(&mut c)
             .await?;
