@@ -12,7 +12,7 @@ use image::{GrayImage, RgbImage, RgbaImage};
 
 use crate::align::{self, Affine};
 use crate::compose;
-use crate::face::{EngineError, Restorer};
+use crate::face::{EngineError, Rect, Restorer};
 
 /// Eye centres in the 512 × 512 faces GFPGAN was trained on (FFHQ alignment; the first two
 /// points of facexlib's five-point template, which GFPGAN's own face helper warps to).
@@ -115,24 +115,21 @@ pub fn paste(
         return;
     }
     // Only the square's footprint on the image can change.
-    let back = to_face.inverse().unwrap_or_default();
-    let s = f64::from(size);
-    let corners = [[0.0, 0.0], [s, 0.0], [0.0, s], [s, s]].map(|p| back.apply_f64(p));
-    let lo = |i: usize| corners.iter().map(|c| c[i]).fold(f64::INFINITY, f64::min);
-    let hi = |i: usize| {
-        corners
-            .iter()
-            .map(|c| c[i])
-            .fold(f64::NEG_INFINITY, f64::max)
-    };
-    let clip = |v: f64, max: u32| v.clamp(0.0, f64::from(max)) as u32;
+    let side = size as f32;
+    let reach = to_face.inverse().unwrap_or_default().apply_rect(&Rect {
+        x: 0.0,
+        y: 0.0,
+        width: side,
+        height: side,
+    });
+    let clip = |v: f32, max: u32| v.clamp(0.0, max as f32) as u32;
     let (x0, x1) = (
-        clip(lo(0).floor(), img.width()),
-        clip(hi(0).ceil(), img.width()),
+        clip(reach.x.floor(), img.width()),
+        clip(reach.right().ceil(), img.width()),
     );
     let (y0, y1) = (
-        clip(lo(1).floor(), img.height()),
-        clip(hi(1).ceil(), img.height()),
+        clip(reach.y.floor(), img.height()),
+        clip(reach.bottom().ceil(), img.height()),
     );
     let last = f64::from(size - 1);
     for y in y0..y1 {

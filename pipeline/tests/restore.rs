@@ -103,20 +103,36 @@ mod torch {
         assert!(["cpu", "cuda"].contains(&r.device()));
     }
 
-    #[test]
-    fn restoration_changes_only_the_face_under_the_mask() {
+    /// The test photo and its landmarks, found by the CPU engines.
+    fn astronaut_and_face() -> (RgbaImage, facecraft_pipeline::face::FaceLandmarks) {
         let photo = astronaut().clone();
         let rgb = DynamicImage::ImageRgba8(photo.clone()).to_rgb8();
         let lm = engines().measure_face(&rgb).unwrap().unwrap();
+        (photo, lm)
+    }
+
+    /// `photo` with the face at `lm` restored at `fidelity`.
+    fn restored(
+        photo: &RgbaImage,
+        lm: &facecraft_pipeline::face::FaceLandmarks,
+        fidelity: f32,
+    ) -> RgbaImage {
         let mut out = photo.clone();
         restore::restore(
             &mut out,
             lm.eye_left,
             lm.eye_right,
             restorer(),
-            &RestoreParams { fidelity: 0.0 },
+            &RestoreParams { fidelity },
         )
         .unwrap();
+        out
+    }
+
+    #[test]
+    fn restoration_changes_only_the_face_under_the_mask() {
+        let (photo, lm) = astronaut_and_face();
+        let out = restored(&photo, &lm, 0.0);
         assert_eq!(out.dimensions(), photo.dimensions());
         let to_face = face_transform(lm.eye_left, lm.eye_right, 512).unwrap();
         let mask = face_mask(512);
@@ -158,21 +174,8 @@ mod torch {
 
     #[test]
     fn fidelity_one_is_the_original_and_half_is_halfway() {
-        let photo = astronaut().clone();
-        let rgb = DynamicImage::ImageRgba8(photo.clone()).to_rgb8();
-        let lm = engines().measure_face(&rgb).unwrap().unwrap();
-        let run = |fidelity: f32| -> RgbaImage {
-            let mut out = photo.clone();
-            restore::restore(
-                &mut out,
-                lm.eye_left,
-                lm.eye_right,
-                restorer(),
-                &RestoreParams { fidelity },
-            )
-            .unwrap();
-            out
-        };
+        let (photo, lm) = astronaut_and_face();
+        let run = |fidelity: f32| restored(&photo, &lm, fidelity);
         assert_eq!(run(1.0), photo);
         let (full, half) = (run(0.0), run(0.5));
         let mut worst = 0i32;
