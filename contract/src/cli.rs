@@ -24,7 +24,7 @@ pub struct ParamArgs {
     /// Transparent background (PNG keeps alpha).
     #[arg(long)]
     pub transparent: bool,
-    /// Output formats, comma-separated: png, jpg [default: png,jpg].
+    /// Output formats, comma-separated: png, jpg, webp [default: png,jpg].
     #[arg(long, value_delimiter = ',')]
     pub formats: Vec<String>,
     /// Largest JPEG in bytes [default: 101376].

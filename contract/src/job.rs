@@ -163,6 +163,21 @@ fn whole_u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     }
 }
 
+/// [`whole_u32`] for an optional quality: absent or null is `None`; `validate` checks the range.
+fn whole_u8_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
+    let Some(v) = Option::<f64>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if v.fract() == 0.0 && (0.0..=255.0).contains(&v) {
+        // Whole and in range, checked just above.
+        Ok(Some(v as u8))
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "expected a whole number 1-100, got {v}"
+        )))
+    }
+}
+
 /// The text spellings `Rgb::parse` takes, as the OpenAPI document states them.
 pub const RGB_PATTERN: &str = r"^\s*(#?[0-9A-Fa-f]{6}|0*(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\s*,\s*0*(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\s*,\s*0*(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9]))\s*$";
 
@@ -208,7 +223,8 @@ pub enum Format {
     Png,
     #[serde(alias = "jpeg")]
     Jpg,
-    /// Lossless WebP (with alpha when `transparent`): PNG's pixels in a smaller file.
+    /// WebP (with alpha when `transparent`): lossless, PNG's pixels in a smaller file, or
+    /// lossy at `webp_quality`.
     Webp,
 }
 
@@ -432,8 +448,7 @@ pub struct JobParams {
     /// `no_gpu_worker` when none serves the lane in time. Default off.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub restore: bool,
-    /// Output formats, at least one of `png`, `jpg` and `webp` (lossless), each once. Default
-    /// png and jpg.
+    /// Output formats, at least one of `png`, `jpg` and `webp`, each once. Default png and jpg.
     #[cfg_attr(feature = "openapi", schema(schema_with = formats_schema))]
     pub formats: Vec<Format>,
     /// Largest JPEG allowed; quality is lowered until it fits (1024-20000000).
@@ -441,6 +456,15 @@ pub struct JobParams {
     #[cfg_attr(feature = "openapi", schema(minimum = 1024, maximum = 20000000))]
     #[serde(deserialize_with = "whole_u32")]
     pub jpeg_max_bytes: u32,
+    /// WebP quality (1-100): the `webp` output is lossy at that quality (libwebp's scale, 75 its
+    /// usual default). Absent (default): lossless.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole_u8_opt"
+    )]
+    pub webp_quality: Option<u8>,
     /// Several faces: `largest` (default) or `error`.
     pub face_policy: FacePolicy,
     /// Face detector: `hog` (default), `cnn` or `retinaface`.
@@ -503,6 +527,7 @@ impl Default for JobParams {
             restore: false,
             formats: vec![Format::Png, Format::Jpg],
             jpeg_max_bytes: 101_376,
+            webp_quality: None,
             face_policy: FacePolicy::Largest,
             detector: Detector::Hog,
             segmentation_model: SegmentationModel::U2netp,
@@ -583,6 +608,11 @@ impl JobParams {
         seen.dedup();
         if seen.len() != self.formats.len() {
             return Err("formats lists a format twice".into());
+        }
+        if let Some(q) = self.webp_quality {
+            if !(1..=100).contains(&q) {
+                return Err(format!("webp_quality must be 1-100, got {q}"));
+            }
         }
         if !(1024..=20_000_000).contains(&self.jpeg_max_bytes) {
             return Err(format!(
@@ -953,6 +983,36 @@ mod tests {
             ..JobParams::default()
         };
         assert!(bad.validate().unwrap_err().contains("eye_line"));
+    }
+
+    #[test]
+    fn webp_quality_is_optional_and_checked() {
+        // Absent: lossless, and left out of stored jobs (older workers know no such field).
+        let p: JobParams = serde_json::from_str("{}").unwrap();
+        assert_eq!(p.webp_quality, None);
+        assert!(!serde_json::to_string(&p).unwrap().contains("webp_quality"));
+        let p: JobParams = serde_json::from_str(r#"{"webp_quality": null}"#).unwrap();
+        assert_eq!(p.webp_quality, None);
+        let p: JobParams = serde_json::from_str(r#"{"webp_quality": 80.0}"#).unwrap();
+        assert_eq!(p.webp_quality, Some(80));
+        p.validate().unwrap();
+        let back: JobParams = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back.webp_quality, Some(80));
+        let zero: JobParams = serde_json::from_str(r#"{"webp_quality": 0}"#).unwrap();
+        assert!(zero
+            .validate()
+            .unwrap_err()
+            .contains("webp_quality must be 1-100"));
+        let high: JobParams = serde_json::from_str(r#"{"webp_quality": 101}"#).unwrap();
+        assert!(high.validate().unwrap_err().contains("webp_quality"));
+        for bad in [
+            r#"{"webp_quality": 300}"#,
+            r#"{"webp_quality": -1}"#,
+            r#"{"webp_quality": 80.5}"#,
+            r#"{"webp_quality": "high"}"#,
+        ] {
+            assert!(serde_json::from_str::<JobParams>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -78,6 +78,9 @@ pub enum EncodeError {
     /// [`JpegParams`] out of range.
     #[error("invalid JPEG parameters: qualities must satisfy 1 ≤ min ≤ max ≤ 100 and the byte limit must be positive ({0:?})")]
     InvalidParams(JpegParams),
+    /// libwebp refused a lossy WebP (its sides are limited to 16 383).
+    #[error("encoding the lossy WebP failed: libwebp reports {0}")]
+    Webp(String),
     /// The codec failed (an empty or oversized image; JPEG sides are limited to 65 535).
     #[error("encoding the {format} failed")]
     Codec {
@@ -97,7 +100,7 @@ impl EncodeError {
             Self::OutputTooLarge { .. } => ErrorCode::OutputTooLarge,
             Self::InvalidParams(_) => ErrorCode::InvalidParams,
             // The composed canvas is ours, so a codec failure is our bug, not the request's.
-            Self::Codec { .. } => ErrorCode::Internal,
+            Self::Codec { .. } | Self::Webp(_) => ErrorCode::Internal,
         }
     }
 }
@@ -148,10 +151,17 @@ fn write_pixels(
     encoder.write_image(&rgb, img.width(), img.height(), ExtendedColorType::Rgb8)
 }
 
-/// Encodes a lossless WebP: RGBA when `keep_alpha`, otherwise RGB with the alpha channel
-/// dropped (as [`encode_png`]). Lossless only: the pure-Rust encoder (`image-webp`, through
-/// image) writes no lossy WebP, and a lossy one would need libwebp, a C library.
-pub fn encode_webp(img: &RgbaImage, keep_alpha: bool) -> Result<Vec<u8>, EncodeError> {
+/// Encodes a WebP: RGBA when `keep_alpha`, otherwise RGB with the alpha channel dropped (as
+/// [`encode_png`]). Lossless without a `quality` (image's pure-Rust encoder); with one (1–100),
+/// lossy through libwebp (VP8, with a lossless alpha plane when `keep_alpha`).
+pub fn encode_webp(
+    img: &RgbaImage,
+    keep_alpha: bool,
+    quality: Option<u8>,
+) -> Result<Vec<u8>, EncodeError> {
+    if let Some(q) = quality {
+        return encode_webp_lossy(img, keep_alpha, q);
+    }
     let codec = |source| EncodeError::Codec {
         format: "webp",
         source,
@@ -160,6 +170,33 @@ pub fn encode_webp(img: &RgbaImage, keep_alpha: bool) -> Result<Vec<u8>, EncodeE
     let encoder = WebPEncoder::new_lossless(&mut out);
     write_pixels(encoder, img, keep_alpha).map_err(codec)?;
     Ok(out)
+}
+
+fn encode_webp_lossy(
+    img: &RgbaImage,
+    keep_alpha: bool,
+    quality: u8,
+) -> Result<Vec<u8>, EncodeError> {
+    if !(1..=100).contains(&quality) {
+        return Err(EncodeError::Webp(format!("quality {quality} is not 1-100")));
+    }
+    let (w, h) = img.dimensions();
+    let rgb;
+    let encoder = if keep_alpha {
+        webp::Encoder::from_rgba(img.as_raw(), w, h)
+    } else {
+        rgb = img
+            .as_raw()
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect::<Vec<u8>>();
+        webp::Encoder::from_rgb(&rgb, w, h)
+    };
+    // encode_simple, not encode: the latter unwraps libwebp's error.
+    let out = encoder
+        .encode_simple(false, f32::from(quality))
+        .map_err(|e| EncodeError::Webp(format!("{e:?}")))?;
+    Ok(out.to_vec())
 }
 
 /// Encodes `img` as a baseline JPEG at the highest quality in
@@ -395,17 +432,69 @@ mod tests {
     }
 
     #[test]
+    fn lossy_webp_keeps_size_and_alpha_and_is_smaller_than_lossless() {
+        let img = image::DynamicImage::ImageRgb8(crate::testdata::rgb("astronaut.png")).to_rgba8();
+        let (w, h) = img.dimensions();
+        let lossless = encode_webp(&img, false, None).unwrap();
+        let lossy = encode_webp(&img, false, Some(80)).unwrap();
+        let low = encode_webp(&img, false, Some(20)).unwrap();
+        assert!(
+            low.len() < lossy.len() && lossy.len() < lossless.len() / 2,
+            "q20 {} q80 {} lossless {}",
+            low.len(),
+            lossy.len(),
+            lossless.len()
+        );
+        let back = image::load_from_memory_with_format(&lossy, image::ImageFormat::WebP).unwrap();
+        use image::GenericImageView;
+        assert_eq!(back.dimensions(), (w, h));
+        assert!(!back.color().has_alpha());
+        // Lossy, yet the same picture: a mean error of a few levels at quality 80.
+        let back = back.to_rgb8();
+        let mae = img
+            .pixels()
+            .zip(back.pixels())
+            .map(|(a, b)| (0..3).map(|c| u64::from(a[c].abs_diff(b[c]))).sum::<u64>())
+            .sum::<u64>() as f64
+            / f64::from(w * h * 3);
+        assert!(mae > 0.0 && mae < 6.0, "mean absolute error {mae}");
+
+        // With alpha: a transparent corner stays transparent, an opaque centre opaque.
+        let mut cut = img.clone();
+        for y in 0..h / 4 {
+            for x in 0..w / 4 {
+                cut.put_pixel(x, y, image::Rgba([0, 0, 0, 0]));
+            }
+        }
+        let with_alpha = encode_webp(&cut, true, Some(80)).unwrap();
+        let back = image::load_from_memory_with_format(&with_alpha, image::ImageFormat::WebP)
+            .unwrap()
+            .to_rgba8();
+        assert_eq!(back.get_pixel(2, 2)[3], 0);
+        assert_eq!(back.get_pixel(w / 2, h / 2)[3], 255);
+    }
+
+    #[test]
+    fn lossy_webp_refuses_a_quality_out_of_range() {
+        let img = RgbaImage::from_pixel(8, 8, image::Rgba([1, 2, 3, 255]));
+        for q in [0, 101] {
+            let e = encode_webp(&img, false, Some(q)).unwrap_err();
+            assert!(matches!(e, EncodeError::Webp(_)), "{e}");
+        }
+    }
+
+    #[test]
     fn webp_is_lossless_with_and_without_alpha() {
         let mut img = RgbaImage::from_fn(40, 30, |x, y| {
             image::Rgba([(x * 6) as u8, (y * 8) as u8, ((x + y) * 3) as u8, 255])
         });
-        let opaque = encode_webp(&img, false).unwrap();
+        let opaque = encode_webp(&img, false, None).unwrap();
         let back = image::load_from_memory_with_format(&opaque, image::ImageFormat::WebP)
             .unwrap()
             .to_rgba8();
         assert_eq!(back, img, "lossless: the same pixels");
         img.put_pixel(3, 4, image::Rgba([1, 2, 3, 0]));
-        let with_alpha = encode_webp(&img, true).unwrap();
+        let with_alpha = encode_webp(&img, true, None).unwrap();
         let back = image::load_from_memory_with_format(&with_alpha, image::ImageFormat::WebP)
             .unwrap()
             .to_rgba8();

@@ -1170,7 +1170,7 @@ fn encode_all(canvas: &RgbaImage, params: &JobParams) -> Result<Vec<Rendered>, R
             }
             // No dpi here: the WebP container has no resolution field (EXIF could carry one;
             // print shops take PNG or JPEG).
-            Format::Webp => encode::encode_webp(canvas, params.transparent)?,
+            Format::Webp => encode::encode_webp(canvas, params.transparent, params.webp_quality)?,
             Format::Jpg => {
                 // JPEG has no alpha: a transparent portrait is flattened onto `background`.
                 let rgb = compose::flatten(canvas, params.background.0);

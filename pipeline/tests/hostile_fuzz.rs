@@ -452,6 +452,27 @@ mod fuzz {
         )
     }
 
+    fn webp_quality() -> BoxedStrategy<Tagged> {
+        tagged(
+            prop_oneof![
+                (1u32..=100).prop_map(Value::from),
+                Just(json!(100)),
+                Just(json!(75.0)),
+                Just(Value::Null),
+            ],
+            prop_oneof![
+                Just(json!(0)),
+                (101u32..=100_000).prop_map(Value::from),
+                (i64::MIN..0).prop_map(Value::from),
+                Just(json!(50.5)),
+                Just(json!("80")),
+                Just(json!("")),
+                Just(json!({})),
+                Just(json!(true)),
+            ],
+        )
+    }
+
     fn one_of(
         valid: &'static [&'static str],
         invalid: &'static [&'static str],
@@ -478,6 +499,7 @@ mod fuzz {
             ("enhance_fidelity", fraction(1.0)),
             ("formats", formats()),
             ("jpeg_max_bytes", jpeg_max_bytes()),
+            ("webp_quality", webp_quality()),
             (
                 "face_policy",
                 one_of(

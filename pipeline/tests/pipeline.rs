@@ -166,6 +166,40 @@ fn webp_output_has_the_png_pixels_at_the_asked_size() {
 }
 
 #[test]
+fn lossy_webp_output_is_the_same_portrait_in_a_smaller_file() {
+    let mut p = params();
+    p.formats = vec![Format::Png, Format::Webp];
+    let lossless = run(&png(&astronaut()), &p).unwrap();
+    p.webp_quality = Some(80);
+    let portrait = run(&png(&astronaut()), &p).unwrap();
+    let bytes = |p: &Portrait| {
+        p.outputs
+            .iter()
+            .find(|o| o.format == Format::Webp)
+            .unwrap()
+            .bytes
+            .len()
+    };
+    let (lossy_len, lossless_len) = (bytes(&portrait), bytes(&lossless));
+    println!("648² portrait, WebP: lossless {lossless_len} bytes, quality 80 {lossy_len} bytes");
+    assert!(
+        lossy_len * 2 < lossless_len,
+        "lossy {lossy_len} vs lossless {lossless_len}"
+    );
+    let png_pixels = output(&portrait, Format::Png);
+    let webp_pixels = output(&portrait, Format::Webp);
+    assert_eq!(webp_pixels.dimensions(), png_pixels.dimensions());
+    // The same picture within a lossy codec's error: a mean of a few levels per channel.
+    let mae = png_pixels
+        .pixels()
+        .zip(webp_pixels.pixels())
+        .map(|(a, b)| (0..3).map(|c| u64::from(a[c].abs_diff(b[c]))).sum::<u64>())
+        .sum::<u64>() as f64
+        / (png_pixels.width() * png_pixels.height() * 3) as f64;
+    assert!(mae < 4.0, "mean absolute difference {mae}");
+}
+
+#[test]
 fn tilted_faces_come_out_level() {
     for deg in [-15.0f32, -9.0, -4.0, 6.0, 11.0, 15.0] {
         let tilted = rotate(&astronaut(), deg);
