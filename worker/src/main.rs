@@ -47,7 +47,10 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Process(args) => facecraft_worker::process::run(&args),
+        Command::Process(args) => {
+            facecraft_shared::telemetry::init_stderr();
+            facecraft_worker::process::run(&args)
+        }
         Command::MigrateKeys(redis) => {
             facecraft_shared::telemetry::init();
             match facecraft_worker::migrate_keys(&redis) {

@@ -81,3 +81,41 @@ fn a_cuda_device_on_a_build_without_cuda_is_refused_at_start() {
         assert!(all.contains("no CUDA support"), "{all}");
     }
 }
+
+#[test]
+fn logs_go_to_stderr_and_results_stay_alone_on_stdout() {
+    let out = std::env::temp_dir().join(format!("facecraft-process-log-{}", std::process::id()));
+    let run = |filter: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_facecraft-worker"));
+        cmd.current_dir(repo())
+            .args(["process", "--formats", "png", "--out"])
+            .arg(&out)
+            .arg(repo().join("testdata/astronaut.png"))
+            .env_remove("FACECRAFT_LOG_FORMAT")
+            .env_remove("FACECRAFT_LOG")
+            .env_remove("RUST_LOG");
+        if let Some(f) = filter {
+            cmd.env("RUST_LOG", f);
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{o:?}");
+        (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    // Asked for: the engines' start-up lines reach stderr, as text.
+    let (stdout, stderr) = run(Some("info"));
+    assert!(stderr.contains("models loaded"), "{stderr}");
+    assert!(
+        !stderr.trim_start().starts_with('{'),
+        "text, not JSON: {stderr}"
+    );
+    assert!(!stdout.contains("models loaded"), "{stdout}");
+    assert!(stdout.contains("1 succeeded, 0 failed"), "{stdout}");
+    // By default only warnings and errors, of which a clean run has none.
+    let (stdout, stderr) = run(None);
+    assert!(!stderr.contains("INFO"), "{stderr}");
+    assert!(stdout.contains("1 succeeded, 0 failed"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&out);
+}
