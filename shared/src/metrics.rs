@@ -2,24 +2,40 @@
 
 use std::time::Duration;
 
+use facecraft_contract::job::Lane;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::queue::{Queue, QueueError, QueueStats};
 
-/// Registers the queue gauges and `redis_up`, reading Redis for at most `timeout`. Only
-/// figures Redis actually gave are reported: a missing series says "unknown", a zero would lie.
+/// One lane's figures as Redis gave them.
+struct LaneFigures {
+    lane: Lane,
+    stats: QueueStats,
+    lag: Option<u64>,
+}
+
+/// Registers the queue gauges of every lane (label `lane`: `cpu`, `gpu`) and `redis_up`,
+/// reading Redis for at most `timeout`. Only figures Redis actually gave are reported: a
+/// missing series says "unknown", a zero would lie.
 pub async fn register_queue(registry: &mut Registry, queue: &Queue, timeout: Duration) {
     let read = async {
-        let stats = queue.stats().await?;
-        let lag = queue.group_lag().await?;
-        Ok::<_, QueueError>((stats, lag))
+        let mut lanes = Vec::with_capacity(Lane::ALL.len());
+        for lane in Lane::ALL {
+            lanes.push(LaneFigures {
+                lane,
+                stats: queue.lane_stats(lane).await?,
+                lag: queue.group_lag_for(lane).await?,
+            });
+        }
+        Ok::<_, QueueError>(lanes)
     };
     let up = Gauge::<i64>::default();
     match tokio::time::timeout(timeout, read).await {
-        Ok(Ok((stats, lag))) => {
+        Ok(Ok(lanes)) => {
             up.set(1);
-            register_stats(registry, &stats, lag);
+            register_stats(registry, &lanes);
         }
         Ok(Err(e)) => tracing::warn!(error = %e, "metrics: reading the queue failed"),
         Err(_) => tracing::warn!("metrics: redis gave no answer within {timeout:?}"),
@@ -31,34 +47,53 @@ pub async fn register_queue(registry: &mut Registry, queue: &Queue, timeout: Dur
     );
 }
 
-fn register_stats(registry: &mut Registry, stats: &QueueStats, lag: Option<u64>) {
-    let mut gauge = |name: &str, help: &str, value: u64| {
-        let g = Gauge::<i64>::default();
+type LaneGauges = Family<[(&'static str, &'static str); 1], Gauge>;
+
+fn register_stats(registry: &mut Registry, lanes: &[LaneFigures]) {
+    let set = |g: &Gauge, value: u64| {
         g.set(i64::try_from(value).unwrap_or(i64::MAX));
-        registry.register(name, help, g);
     };
-    gauge(
+    let (length, pending, delayed, lag) = (
+        LaneGauges::default(),
+        LaneGauges::default(),
+        LaneGauges::default(),
+        LaneGauges::default(),
+    );
+    for f in lanes {
+        let label = [("lane", f.lane.as_str())];
+        set(&length.get_or_create(&label), f.stats.stream_len);
+        set(&pending.get_or_create(&label), f.stats.pending);
+        set(&delayed.get_or_create(&label), f.stats.delayed);
+        if let Some(l) = f.lag {
+            set(&lag.get_or_create(&label), l);
+        }
+    }
+    registry.register(
         "queue_length",
-        "Entries in the jobs stream: waiting or in flight",
-        stats.stream_len,
+        "Entries in the lane's jobs stream: waiting or in flight",
+        length,
     );
-    gauge(
+    registry.register(
         "queue_pending",
-        "Entries delivered to a worker and not yet acknowledged",
-        stats.pending,
+        "Entries of the lane delivered to a worker and not yet acknowledged",
+        pending,
     );
-    gauge(
+    registry.register(
         "queue_delayed",
-        "Retries waiting for their backoff",
-        stats.delayed,
+        "Retries of the lane waiting for their backoff",
+        delayed,
     );
-    gauge("queue_dead", "Jobs in the dead stream", stats.dead);
-    if let Some(lag) = lag {
-        gauge(
-            "queue_lag",
-            "Entries of the jobs stream not yet delivered to the consumer group",
-            lag,
-        );
+    registry.register(
+        "queue_lag",
+        "Entries of the lane's jobs stream not yet delivered to the consumer group (absent \
+         until a worker made the group)",
+        lag,
+    );
+    // One dead stream for all lanes.
+    if let Some(f) = lanes.first() {
+        let dead = Gauge::<i64>::default();
+        set(&dead, f.stats.dead);
+        registry.register("queue_dead", "Jobs in the dead stream", dead);
     }
 }
 
@@ -73,23 +108,44 @@ mod tests {
     }
 
     #[test]
-    fn lag_is_left_out_when_redis_did_not_give_it() {
-        let stats = QueueStats {
-            stream_len: 3,
-            pending: 1,
+    fn each_lane_has_its_series_and_lag_is_left_out_when_redis_did_not_give_it() {
+        let stats = |stream_len, pending| QueueStats {
+            stream_len,
+            pending,
             delayed: 0,
             dead: 2,
         };
-        let mut with = Registry::default();
-        register_stats(&mut with, &stats, Some(7));
-        let mut without = Registry::default();
-        register_stats(&mut without, &stats, None);
-        let (with, without) = (text(&with), text(&without));
-        assert!(
-            with.contains("queue_length 3\n") && with.contains("queue_dead 2\n"),
-            "{with}"
+        let lanes = [
+            LaneFigures {
+                lane: Lane::Cpu,
+                stats: stats(3, 1),
+                lag: Some(7),
+            },
+            LaneFigures {
+                lane: Lane::Gpu,
+                stats: stats(5, 0),
+                lag: None,
+            },
+        ];
+        let mut registry = Registry::default();
+        register_stats(&mut registry, &lanes);
+        let text = text(&registry);
+        for line in [
+            "queue_length{lane=\"cpu\"} 3\n",
+            "queue_length{lane=\"gpu\"} 5\n",
+            "queue_pending{lane=\"cpu\"} 1\n",
+            "queue_lag{lane=\"cpu\"} 7\n",
+            "queue_dead 2\n",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        assert!(!text.contains("queue_lag{lane=\"gpu\"}"), "{text}");
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("queue_dead "))
+                .count(),
+            1,
+            "{text}"
         );
-        assert!(with.contains("queue_lag 7\n"), "{with}");
-        assert!(!without.contains("queue_lag"), "{without}");
     }
 }

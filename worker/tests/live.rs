@@ -373,6 +373,9 @@ impl Exposition {
     }
 }
 
+/// The queue gauges of the lane these tests use.
+const CPU_LANE: &[(&str, &str)] = &[("lane", "cpu")];
+
 async fn scrape(http: &reqwest::Client, url: &str) -> Exposition {
     let r = http.get(url).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -411,7 +414,7 @@ async fn metrics_count_jobs_stages_and_the_queue() {
     let before = scrape(&http, &api_metrics).await;
     assert_eq!(before.get("facecraft_redis_up", &[]), 1.0);
     assert_eq!(before.get("facecraft_jobs_enqueued_total", &[]), 0.0);
-    assert_eq!(before.get("facecraft_queue_length", &[]), 0.0);
+    assert_eq!(before.get("facecraft_queue_length", CPU_LANE), 0.0);
 
     let good: Vec<String> = [
         submit(&stack, None, astronaut()).await,
@@ -423,10 +426,10 @@ async fn metrics_count_jobs_stages_and_the_queue() {
     // Three jobs wait and none is delivered yet (no worker has made the group: no lag yet).
     let waiting = scrape(&http, &api_metrics).await;
     assert_eq!(waiting.get("facecraft_jobs_enqueued_total", &[]), 3.0);
-    assert_eq!(waiting.get("facecraft_queue_length", &[]), 3.0);
-    assert_eq!(waiting.get("facecraft_queue_pending", &[]), 0.0);
+    assert_eq!(waiting.get("facecraft_queue_length", CPU_LANE), 3.0);
+    assert_eq!(waiting.get("facecraft_queue_pending", CPU_LANE), 0.0);
     assert_eq!(waiting.get("facecraft_queue_dead", &[]), 0.0);
-    assert_eq!(waiting.get("facecraft_queue_delayed", &[]), 0.0);
+    assert_eq!(waiting.get("facecraft_queue_delayed", CPU_LANE), 0.0);
 
     stack
         .worker_env
@@ -511,14 +514,14 @@ async fn metrics_count_jobs_stages_and_the_queue() {
     assert_eq!(w.get("facecraft_worker_busy_slots", &[]), 0.0);
     assert_eq!(w.get("facecraft_worker_slots", &[]), 2.0);
     assert_eq!(w.get("facecraft_redis_up", &[]), 1.0);
-    assert_eq!(w.get("facecraft_queue_length", &[]), 0.0);
-    assert_eq!(w.get("facecraft_queue_pending", &[]), 0.0);
-    assert_eq!(w.get("facecraft_queue_lag", &[]), 0.0);
+    assert_eq!(w.get("facecraft_queue_length", CPU_LANE), 0.0);
+    assert_eq!(w.get("facecraft_queue_pending", CPU_LANE), 0.0);
+    assert_eq!(w.get("facecraft_queue_lag", CPU_LANE), 0.0);
 
     // The API sees the same drained queue; its enqueue counter is unchanged.
     let after = scrape(&http, &api_metrics).await;
-    assert_eq!(after.get("facecraft_queue_length", &[]), 0.0);
-    assert_eq!(after.get("facecraft_queue_lag", &[]), 0.0);
+    assert_eq!(after.get("facecraft_queue_length", CPU_LANE), 0.0);
+    assert_eq!(after.get("facecraft_queue_lag", CPU_LANE), 0.0);
     assert_eq!(after.get("facecraft_jobs_enqueued_total", &[]), 3.0);
 
     // Every log line of a job's own code carries its id.

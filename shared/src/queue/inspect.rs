@@ -227,9 +227,14 @@ impl Queue {
     /// Entries of the stream not yet delivered to the consumer group (`XINFO GROUPS` lag);
     /// `None` while there is no group or Redis cannot tell (it can't after some deletions).
     pub async fn group_lag(&self) -> Result<Option<u64>, QueueError> {
+        self.group_lag_for(self.lane()).await
+    }
+
+    /// [`group_lag`](Self::group_lag) of one lane's stream.
+    pub async fn group_lag_for(&self, lane: Lane) -> Result<Option<u64>, QueueError> {
         let mut c = self.conn().await?;
         let reply: redis::RedisResult<redis::streams::StreamInfoGroupsReply> =
-            c.xinfo_groups(self.stream()).await;
+            c.xinfo_groups(self.keys.stream_for(lane)).await;
         match reply {
             Ok(r) => Ok(r
                 .groups
