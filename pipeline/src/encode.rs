@@ -143,12 +143,16 @@ fn write_pixels(
             ExtendedColorType::Rgba8,
         );
     }
-    let rgb: Vec<u8> = img
-        .as_raw()
+    let rgb = rgb_bytes(img);
+    encoder.write_image(&rgb, img.width(), img.height(), ExtendedColorType::Rgb8)
+}
+
+/// The RGB bytes of `img`, its alpha dropped (not blended: see [`encode_png`]).
+fn rgb_bytes(img: &RgbaImage) -> Vec<u8> {
+    img.as_raw()
         .chunks_exact(4)
         .flat_map(|p| [p[0], p[1], p[2]])
-        .collect();
-    encoder.write_image(&rgb, img.width(), img.height(), ExtendedColorType::Rgb8)
+        .collect()
 }
 
 /// Encodes a WebP: RGBA when `keep_alpha`, otherwise RGB with the alpha channel dropped (as
@@ -185,11 +189,7 @@ fn encode_webp_lossy(
     let encoder = if keep_alpha {
         webp::Encoder::from_rgba(img.as_raw(), w, h)
     } else {
-        rgb = img
-            .as_raw()
-            .chunks_exact(4)
-            .flat_map(|p| [p[0], p[1], p[2]])
-            .collect::<Vec<u8>>();
+        rgb = rgb_bytes(img);
         webp::Encoder::from_rgb(&rgb, w, h)
     };
     // encode_simple, not encode: the latter unwraps libwebp's error.
