@@ -218,6 +218,15 @@ pub(crate) fn run_batch(
             landm.shape
         )));
     }
+    if n == 1 {
+        // Every job when batching is off: the outputs are this image's whole, no copies.
+        return Ok(vec![Raw {
+            loc: loc.data,
+            conf: conf.data,
+            landm: landm.data,
+            canvas: (cw, ch),
+        }]);
+    }
     Ok((0..n)
         .map(|i| Raw {
             loc: loc.data[i * a * 4..(i + 1) * a * 4].to_vec(),
