@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, AsyncConnectionConfig, Value};
 
@@ -39,50 +40,21 @@ pub enum Start {
 }
 
 impl Queue {
-    /// Marks a delivery as being processed by `worker`.
+    /// Marks a delivery as being processed by `worker`. Starts made while others are on their
+    /// way go to Redis together (coalesce.rs).
     pub async fn start(
         &self,
         d: &Delivery,
         job_id: &JobId,
         worker: &str,
     ) -> Result<Start, QueueError> {
-        let mut c = self.conn().await?;
-        let reply: Vec<String> = self
-            .scripts
-            .start
-            .key(self.keys.job(job_id))
-            .key(self.stream())
-            .key(self.keys.events(job_id))
-            .arg(&d.entry_id)
-            .arg(worker)
-            .arg(now_ms())
-            .arg(self.settings.max_deliveries)
-            .arg(self.settings.status_ttl_secs)
-            .arg(event("running", Some("starting"), Some(0)))
-            .arg(event("cancelled", None, None))
-            .invoke_async(&mut c)
-            .await?;
-        let parse_job = |s: &str| -> Result<Box<Job>, QueueError> {
-            serde_json::from_str(s)
-                .map(Box::new)
-                .map_err(|e| QueueError::Corrupt {
-                    id: job_id.to_string(),
-                    reason: e.to_string(),
-                })
+        let req = StartReq {
+            job: *job_id,
+            entry: d.entry_id.clone(),
+            worker: worker.to_owned(),
+            stream: self.stream(),
         };
-        match reply.first().map(String::as_str) {
-            Some("run") if reply.len() == 4 => Ok(Start::Run {
-                job: parse_job(&reply[1])?,
-                attempts: reply[2].parse().unwrap_or(1),
-                retries: reply[3].parse().unwrap_or(0),
-            }),
-            Some("dead") => Ok(Start::Dead {
-                job: reply.get(1).and_then(|s| parse_job(s).ok()),
-                attempts: self.settings.max_deliveries + 1,
-            }),
-            Some("skip" | "gone") => Ok(Start::Skip(reply.get(1).cloned().unwrap_or_default())),
-            _ => Err(QueueError::Protocol(format!("start answered {reply:?}"))),
-        }
+        self.batches.start.call(self, req, start_batch).await
     }
 
     /// Records progress; answers whether the job should stop (cancelled, or no longer running).
@@ -107,27 +79,18 @@ impl Queue {
         d: &Delivery,
         id: &JobId,
         state: JobState,
-        field: &str,
+        field: &'static str,
         payload: String,
     ) -> Result<bool, QueueError> {
-        let mut c = self.conn().await?;
-        let answer: String = self
-            .scripts
-            .finish
-            .key(self.keys.job(id))
-            .key(self.stream())
-            .key(self.keys.events(id))
-            .key(self.keys.finished())
-            .arg(&d.entry_id)
-            .arg(state.as_str())
-            .arg(field)
-            .arg(payload)
-            .arg(now_ms())
-            .arg(self.settings.status_ttl_secs)
-            .arg(event(state.as_str(), None, None))
-            .invoke_async(&mut c)
-            .await?;
-        Ok(answer == "ok")
+        let req = FinishReq {
+            job: *id,
+            entry: d.entry_id.clone(),
+            stream: self.stream(),
+            state,
+            field,
+            payload,
+        };
+        self.batches.finish.call(self, req, finish_batch).await
     }
 
     /// Stores the result, marks the job succeeded and acks the entry. `false` when the job had
@@ -302,6 +265,131 @@ fn delivery(e: &StreamId) -> Delivery {
         entry_id: e.id.clone(),
         job_id: e.get::<String>("id").as_deref().and_then(JobId::parse),
     }
+}
+
+/// One delivery to start, in a batch (coalesce.rs).
+pub(super) struct StartReq {
+    job: JobId,
+    entry: String,
+    worker: String,
+    stream: String,
+}
+
+/// One job to end, in a batch (coalesce.rs).
+pub(super) struct FinishReq {
+    job: JobId,
+    entry: String,
+    stream: String,
+    state: JobState,
+    field: &'static str,
+    payload: String,
+}
+
+/// Each answer of a batched script on its own, so one job's odd record fails only that job.
+fn answers<T: redis::FromRedisValue>(
+    reply: Value,
+    n: usize,
+) -> Result<Vec<Result<T, QueueError>>, QueueError> {
+    let Value::Array(items) = reply else {
+        return Err(QueueError::Protocol(format!(
+            "a batched script answered {reply:?}"
+        )));
+    };
+    if items.len() != n {
+        return Err(QueueError::Protocol(format!(
+            "a batched script answered {} of {n} jobs",
+            items.len()
+        )));
+    }
+    Ok(items
+        .into_iter()
+        .map(|v| T::from_redis_value(v).map_err(|e| QueueError::Protocol(format!("{e}"))))
+        .collect())
+}
+
+fn start_batch(
+    q: Queue,
+    reqs: Vec<StartReq>,
+) -> BoxFuture<'static, Result<Vec<Result<Start, QueueError>>, QueueError>> {
+    Box::pin(async move {
+        let mut inv = q.scripts.start.prepare_invoke();
+        inv.arg(now_ms())
+            .arg(q.settings.max_deliveries)
+            .arg(q.settings.status_ttl_secs)
+            .arg(event("running", Some("starting"), Some(0)))
+            .arg(event("cancelled", None, None));
+        for r in &reqs {
+            inv.key(q.keys.job(&r.job))
+                .key(q.keys.events(&r.job))
+                .key(&r.stream)
+                .arg(&r.entry)
+                .arg(&r.worker);
+        }
+        let mut c = q.conn().await?;
+        let reply: Value = inv.invoke_async(&mut c).await?;
+        let replies = answers::<Vec<String>>(reply, reqs.len())?;
+        Ok(reqs
+            .iter()
+            .zip(replies)
+            .map(|(r, reply)| parse_start(&q, &r.job, reply?))
+            .collect())
+    })
+}
+
+fn parse_start(q: &Queue, job_id: &JobId, reply: Vec<String>) -> Result<Start, QueueError> {
+    let parse_job = |s: &str| -> Result<Box<Job>, QueueError> {
+        serde_json::from_str(s)
+            .map(Box::new)
+            .map_err(|e| QueueError::Corrupt {
+                id: job_id.to_string(),
+                reason: e.to_string(),
+            })
+    };
+    match reply.first().map(String::as_str) {
+        Some("run") if reply.len() == 4 => Ok(Start::Run {
+            job: parse_job(&reply[1])?,
+            attempts: reply[2].parse().unwrap_or(1),
+            retries: reply[3].parse().unwrap_or(0),
+        }),
+        Some("dead") => Ok(Start::Dead {
+            job: reply.get(1).and_then(|s| parse_job(s).ok()),
+            attempts: q.settings.max_deliveries + 1,
+        }),
+        Some("skip" | "gone") => Ok(Start::Skip(reply.get(1).cloned().unwrap_or_default())),
+        Some("corrupt") => Err(QueueError::Corrupt {
+            id: job_id.to_string(),
+            reason: reply.get(1).cloned().unwrap_or_default(),
+        }),
+        _ => Err(QueueError::Protocol(format!("start answered {reply:?}"))),
+    }
+}
+
+fn finish_batch(
+    q: Queue,
+    reqs: Vec<FinishReq>,
+) -> BoxFuture<'static, Result<Vec<Result<bool, QueueError>>, QueueError>> {
+    Box::pin(async move {
+        let mut inv = q.scripts.finish.prepare_invoke();
+        inv.key(q.keys.finished())
+            .arg(now_ms())
+            .arg(q.settings.status_ttl_secs);
+        for r in &reqs {
+            inv.key(q.keys.job(&r.job))
+                .key(q.keys.events(&r.job))
+                .key(&r.stream)
+                .arg(&r.entry)
+                .arg(r.state.as_str())
+                .arg(r.field)
+                .arg(&r.payload)
+                .arg(event(r.state.as_str(), None, None));
+        }
+        let mut c = q.conn().await?;
+        let reply: Value = inv.invoke_async(&mut c).await?;
+        Ok(answers::<String>(reply, reqs.len())?
+            .into_iter()
+            .map(|a| a.map(|a| a == "ok"))
+            .collect())
+    })
 }
 
 /// A worker's reading end: one connection of its own, because `XREADGROUP BLOCK` holds it.

@@ -9,6 +9,7 @@
 //! delivery) and `inspect` (read-only views for the API, metrics and operators).
 
 mod announce;
+mod coalesce;
 mod conn;
 mod inspect;
 mod lanes;
@@ -34,7 +35,7 @@ pub use submit::{CancelOutcome, Enqueued, ForgetOutcome, RequeueOutcome};
 /// Consumer group every worker joins.
 pub const GROUP: &str = "workers";
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum QueueError {
     #[error("redis is unavailable: {0}")]
     Unavailable(#[source] redis::RedisError),
@@ -243,6 +244,13 @@ pub struct Queue {
     enqueued: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Enqueues answered with fewer replicas than asked for.
     unreplicated: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Starts and finishes on their way to Redis, and those gathering for the next call.
+    batches: std::sync::Arc<Batches>,
+}
+
+struct Batches {
+    start: std::sync::Arc<coalesce::Coalescer<lease::StartReq, lease::Start>>,
+    finish: std::sync::Arc<coalesce::Coalescer<lease::FinishReq, bool>>,
 }
 
 impl Queue {
@@ -257,6 +265,10 @@ impl Queue {
             lane: Lane::Cpu,
             enqueued: Default::default(),
             unreplicated: Default::default(),
+            batches: std::sync::Arc::new(Batches {
+                start: std::sync::Arc::new(coalesce::Coalescer::new()),
+                finish: std::sync::Arc::new(coalesce::Coalescer::new()),
+            }),
         })
     }
 
