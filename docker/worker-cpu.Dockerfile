@@ -106,13 +106,17 @@ ARG FACECRAFT_SEGMENTATION_MODELS=u2netp
 # and ONNX Runtime's threads per inference are the CPUs divided by that concurrency
 # (FACECRAFT_ONNX_THREADS=auto), so that jobs do not fight over cores; OpenBLAS (dlib's CNN)
 # stays single-threaded.
+# glibc's malloc raises its mmap threshold after each large free, so U²-Net's freed buffers
+# stay in the heap and count as resident; a fixed threshold hands them back. Peak RSS over
+# several portraits: u2net 825 -> 615 MiB, u2netp unchanged (docs/operations.md, "Memory").
 ENV FACECRAFT_MODELS_DIR=/opt/facecraft/models \
     ORT_DYLIB_PATH=/opt/facecraft/models/lib/libonnxruntime.so \
     FACECRAFT_DETECTORS=${FACECRAFT_DETECTORS} \
     FACECRAFT_SEGMENTATION_MODELS=${FACECRAFT_SEGMENTATION_MODELS} \
     FACECRAFT_LOG_FORMAT=json \
     FACECRAFT_WORKER_METRICS_ADDR=0.0.0.0:9091 \
-    OPENBLAS_NUM_THREADS=1
+    OPENBLAS_NUM_THREADS=1 \
+    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576
 USER 10001:10001
 # /metrics (Prometheus) and /healthz on FACECRAFT_WORKER_METRICS_ADDR; the check asks /healthz
 # through bash's /dev/tcp (the image has no curl).

@@ -215,6 +215,9 @@ ARG FACECRAFT_SEGMENTATION_MODELS=u2netp
 # ONNX Runtime finds its CUDA provider libraries beside itself (lib/); the provider finds the
 # CUDA libraries, and a prebuilt binary (whose rpath names its build machine's libtorch) finds
 # libtorch, through LD_LIBRARY_PATH. The driver's libcuda.so.1 comes from the container toolkit.
+# glibc's malloc raises its mmap threshold after each large free, so U²-Net's freed buffers
+# stay in the heap and count as resident; a fixed threshold hands them back. Peak RSS over
+# several portraits: u2net 825 -> 615 MiB, u2netp unchanged (docs/operations.md, "Memory").
 ENV FACECRAFT_MODELS_DIR=/opt/facecraft/models \
     ORT_DYLIB_PATH=/opt/facecraft/models/lib/libonnxruntime.so \
     LD_LIBRARY_PATH=/opt/facecraft/site-packages/torch/lib:/opt/facecraft/site-packages/nvidia/cu13/lib:/opt/facecraft/site-packages/nvidia/cudnn/lib \
@@ -224,6 +227,7 @@ ENV FACECRAFT_MODELS_DIR=/opt/facecraft/models \
     FACECRAFT_LOG_FORMAT=json \
     FACECRAFT_WORKER_METRICS_ADDR=0.0.0.0:9091 \
     OPENBLAS_NUM_THREADS=1 \
+    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576 \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 # Every shared library the worker, libtorch and ONNX Runtime need is in the image, and every

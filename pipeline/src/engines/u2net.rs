@@ -378,4 +378,29 @@ mod tests {
             .count();
         assert!(undecided * 10 < matte.len(), "{undecided} undecided pixels");
     }
+
+    #[test]
+    fn the_arena_setting_changes_memory_not_the_matte() {
+        test_support::init_runtime();
+        let path = test_support::model("u2netp.onnx");
+        let img = test_support::test_photo("astronaut.png");
+        let with = U2Net::load(&path, &test_support::params()).unwrap();
+        let lean = OnnxParams {
+            cpu_arena: false,
+            ..test_support::params()
+        };
+        let without = U2Net::load(&path, &lean).unwrap();
+        let (a, b) = (with.matte(&img).unwrap(), without.matte(&img).unwrap());
+        // Same kernels, same thread count: only where buffers live differs.
+        let worst = a
+            .as_raw()
+            .iter()
+            .zip(b.as_raw())
+            .map(|(x, y)| x.abs_diff(*y))
+            .max()
+            .unwrap();
+        assert!(worst <= 1, "largest matte difference {worst}");
+        // And a second run of the lean session (buffers freed and taken again) agrees too.
+        assert_eq!(without.matte(&img).unwrap().as_raw(), b.as_raw());
+    }
 }
