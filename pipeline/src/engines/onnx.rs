@@ -271,19 +271,10 @@ impl OnnxSession {
             // segmentation time (docs/operations.md, "Memory").
             .with_memory_pattern(false)
             .map_err(builder_error)?;
-        // The CPU provider runs every node CUDA does not take. Its arena keeps the largest
-        // inference's buffers for the next one: faster, at a resident cost the size of the
-        // model's activations (FACECRAFT_ONNX_ARENA).
-        let cpu_ep = ort::ep::CPU::default()
-            .with_arena_allocator(params.cpu_arena)
-            .build();
         #[cfg(feature = "cuda")]
         let builder = if cuda {
             builder
-                .with_execution_providers([
-                    ort::ep::CUDA::default().build().error_on_failure(),
-                    cpu_ep,
-                ])
+                .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
                 .map_err(|e| {
                     EngineError::DeviceUnavailable(format!(
                         "ONNX Runtime's CUDA provider does not register for {}: {e}",
@@ -292,8 +283,6 @@ impl OnnxSession {
                 })?
         } else {
             builder
-                .with_execution_providers([cpu_ep])
-                .map_err(builder_error)?
         };
         #[cfg(not(feature = "cuda"))]
         if cuda {
@@ -302,12 +291,13 @@ impl OnnxSession {
                     .into(),
             ));
         }
-        #[cfg(not(feature = "cuda"))]
-        let builder = builder
-            .with_execution_providers([cpu_ep])
+        // Providers append in order: the CPU, after CUDA if registered, runs every node CUDA
+        // does not take. Its arena keeps the largest inference's buffers for the next one:
+        // faster, at a resident cost the size of the model's activations (FACECRAFT_ONNX_ARENA).
+        let cpu_ep = ort::ep::CPU::default().with_arena_allocator(params.cpu_arena);
+        let mut builder = builder
+            .with_execution_providers([cpu_ep.build()])
             .map_err(builder_error)?;
-        // `commit_from_file` takes the builder mutably.
-        let mut builder = builder;
         let session = builder
             .commit_from_file(path)
             .map_err(|e| model_error(path, format!("not a loadable ONNX model: {e}")))?;
